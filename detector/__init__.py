@@ -1,0 +1,2 @@
+"""chromoseg detector: boxes around chromosome clusters in whole metaphase images
+(torchvision Faster R-CNN)."""

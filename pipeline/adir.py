@@ -1,0 +1,233 @@
+"""ADIR/PSI M-FISH format: labelled DAPI metaphases, their clusters, chromosome instances and the
+slide split shared by every stage.
+
+A folder in this format holds ``<name>D.tif`` (DAPI, uint8 grey) and, when labelled,
+``<name>K.tif`` (uint8: 0 background, 1..24 chromosome class, 255 overlap of two or more
+chromosomes), in sub-folders named ``<probe set><slide number>__<karyotype>``. The slide id is the
+first three characters of that sub-folder's name; images of one slide never straddle splits.
+
+Arrays are indexed ``[row, col]`` (y, x). Boxes are float32 ``(N, 4)`` as ``x0, y0, x1, y1`` in
+pixel-edge coordinates: ``x1 = last column + 1``, so ``x1 - x0`` is the width in pixels (COCO's
+``x, y, w, h`` is ``x0, y0, x1 - x0, y1 - y0``).
+"""
+
+from __future__ import annotations
+
+import json
+import random
+from dataclasses import dataclass
+from pathlib import Path
+
+import cv2
+import numpy as np
+import tifffile
+
+OVERLAP_LABEL = 255
+MIN_PIXELS = 20  # DESIGN.md: components smaller than this are label noise, not chromosomes
+DEFAULT_SPLIT_FILE = Path(__file__).resolve().parent.parent / "data" / "adir_split.json"
+
+
+class DatasetError(ValueError):
+    """A dataset folder or file that cannot be used, with a message meant for the user."""
+
+
+@dataclass(frozen=True)
+class AdirImage:
+    """One metaphase of an ADIR-format folder.
+
+    ``name`` is the file stem without its trailing ``D``/``K`` (e.g. ``A0101XY``); ``slide`` the
+    first three characters of the folder holding it (e.g. ``A01``); ``label_path`` is None for an
+    unlabelled image.
+    """
+
+    slide: str
+    name: str
+    dapi_path: Path
+    label_path: Path | None
+
+
+def find_images(folder: str | Path, labelled_only: bool = True) -> list[AdirImage]:
+    """All ``*D.tif`` metaphases under ``folder`` (searched recursively), sorted by path.
+
+    Raises DatasetError if the folder is missing, holds no DAPI image, or holds a ``*K.tif``
+    without its ``*D.tif``.
+    """
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise DatasetError(f"dataset folder not found: {folder}")
+    dapi = {p.with_name(p.name[:-5]): p for p in folder.rglob("*D.tif")}
+    labels = {p.with_name(p.name[:-5]): p for p in folder.rglob("*K.tif")}
+    orphans = sorted(set(labels) - set(dapi))
+    if orphans:
+        raise DatasetError(
+            f"label image without its DAPI image: {labels[orphans[0]]} "
+            f"(expected {orphans[0].name}D.tif beside it; {len(orphans)} such files)"
+        )
+    images = [
+        AdirImage(
+            slide=stem.parent.name[:3] if stem.parent != folder else stem.name[:3],
+            name=stem.name,
+            dapi_path=path,
+            label_path=labels.get(stem),
+        )
+        for stem, path in sorted(dapi.items())
+    ]
+    if labelled_only:
+        images = [image for image in images if image.label_path is not None]
+    if not images:
+        kind = "labelled metaphase (*D.tif with *K.tif)" if labelled_only else "*D.tif image"
+        raise DatasetError(f"no {kind} found under {folder}")
+    return images
+
+
+def read_tiff_plane(path: str | Path) -> np.ndarray:
+    """First plane of a TIFF as stored (uint8 for ADIR files: palette indices equal grey levels)."""
+    try:
+        array = tifffile.imread(path, key=0)
+    except Exception as error:  # tifffile raises several types for broken files
+        raise DatasetError(f"cannot read {path}: {error}") from error
+    return np.asarray(array)
+
+
+def load(image: AdirImage) -> tuple[np.ndarray, np.ndarray | None]:
+    """DAPI ``(H, W)`` uint8 and labels ``(H, W)`` uint8 (None when unlabelled)."""
+    dapi = read_tiff_plane(image.dapi_path)
+    if image.label_path is None:
+        return dapi, None
+    labels = read_tiff_plane(image.label_path)
+    if labels.shape != dapi.shape:
+        raise DatasetError(
+            f"{image.label_path} is {labels.shape}, its DAPI image {dapi.shape}: shapes must match"
+        )
+    return dapi, labels
+
+
+def _components(mask: np.ndarray, min_pixels: int) -> list[np.ndarray]:
+    """8-connected components of a bool mask with at least ``min_pixels`` pixels, as bool masks."""
+    count, labelled, stats, _ = cv2.connectedComponentsWithStats(
+        mask.astype(np.uint8), connectivity=8
+    )
+    return [labelled == i for i in range(1, count) if stats[i, cv2.CC_STAT_AREA] >= min_pixels]
+
+
+def cluster_labels(labels: np.ndarray, min_pixels: int = MIN_PIXELS) -> np.ndarray:
+    """Clusters: 8-connected components of ``labels > 0`` with >= ``min_pixels`` pixels.
+
+    Returns int32 ``(H, W)``: 0 outside clusters, 1..N cluster ids in scan order.
+    """
+    out = np.zeros(labels.shape, np.int32)
+    for index, component in enumerate(_components(labels > 0, min_pixels), start=1):
+        out[component] = index
+    return out
+
+
+def masks_to_boxes(masks: np.ndarray) -> np.ndarray:
+    """Boxes of bool masks ``(N, H, W)`` as float32 ``(N, 4)`` x0, y0, x1, y1 (pixel edges)."""
+    boxes = np.zeros((len(masks), 4), np.float32)
+    for i, mask in enumerate(masks):
+        rows = np.flatnonzero(mask.any(axis=1))
+        cols = np.flatnonzero(mask.any(axis=0))
+        boxes[i] = cols[0], rows[0], cols[-1] + 1, rows[-1] + 1
+    return boxes
+
+
+def cluster_boxes(labels: np.ndarray, min_pixels: int = MIN_PIXELS) -> np.ndarray:
+    """Boxes of the clusters of a K image: float32 ``(N, 4)`` x0, y0, x1, y1 (pixel edges)."""
+    clusters = cluster_labels(labels, min_pixels)
+    count = int(clusters.max())
+    return masks_to_boxes(clusters[None] == np.arange(1, count + 1)[:, None, None])
+
+
+def chromosome_instances(
+    labels: np.ndarray, min_pixels: int = MIN_PIXELS
+) -> tuple[np.ndarray, np.ndarray]:
+    """Chromosome instances of a K image, as DESIGN.md defines them.
+
+    For each class 1..24, the 8-connected components of ``K == class`` with >= ``min_pixels``
+    pixels; each 8-connected region of ``K == 255`` is added to every instance that touches it
+    (1-pixel dilation). Returns bool masks ``(N, H, W)`` (they may overlap) and their classes
+    ``(N,)`` int32. Overlap regions touching no instance are dropped.
+    """
+    masks, classes = [], []
+    for value in np.unique(labels):
+        if value == 0 or value == OVERLAP_LABEL:
+            continue
+        for component in _components(labels == value, min_pixels):
+            masks.append(component)
+            classes.append(int(value))
+    kernel = np.ones((3, 3), np.uint8)
+    for region in _components(labels == OVERLAP_LABEL, 1):
+        grown = cv2.dilate(region.astype(np.uint8), kernel).astype(bool)
+        for mask in masks:
+            if (grown & mask).any():
+                mask |= region
+    shape = (0, *labels.shape)
+    return (
+        np.stack(masks) if masks else np.zeros(shape, bool),
+        np.asarray(classes, np.int32),
+    )
+
+
+def make_split(
+    images: list[AdirImage], test_fraction: float = 0.2, val_fraction: float = 0.1, seed: int = 0
+) -> dict[str, list[str]]:
+    """Assign whole slides to ``train``/``val``/``test``, deterministically for a given seed.
+
+    Slides are shuffled with ``seed`` and taken for test until both the fraction of slides and the
+    fraction of images reach ``test_fraction``; then likewise for val. Returns sorted slide ids
+    per part.
+    """
+    counts: dict[str, int] = {}
+    for image in images:
+        counts[image.slide] = counts.get(image.slide, 0) + 1
+    slides = sorted(counts)
+    random.Random(seed).shuffle(slides)
+    split: dict[str, list[str]] = {"test": [], "val": [], "train": []}
+    total_images = sum(counts.values())
+    for part, fraction in (("test", test_fraction), ("val", val_fraction)):
+        while slides and (
+            len(split[part]) < fraction * len(counts)
+            or sum(counts[s] for s in split[part]) < fraction * total_images
+        ):
+            split[part].append(slides.pop())
+    split["train"] = slides
+    return {part: sorted(ids) for part, ids in split.items()}
+
+
+def write_split(split: dict[str, list[str]], path: str | Path = DEFAULT_SPLIT_FILE) -> None:
+    Path(path).write_text(json.dumps(split, indent=2) + "\n")
+
+
+def read_split(path: str | Path = DEFAULT_SPLIT_FILE) -> dict[str, list[str]]:
+    """The slide split: ``{"train": [...], "val": [...], "test": [...]}`` of slide ids."""
+    try:
+        split = json.loads(Path(path).read_text())
+    except (OSError, json.JSONDecodeError) as error:
+        raise DatasetError(f"cannot read split file {path}: {error}") from error
+    if set(split) != {"train", "val", "test"}:
+        raise DatasetError(f"split file {path} must have exactly the keys train, val, test")
+    return split
+
+
+def split_for(images: list[AdirImage], split_path: str | Path = DEFAULT_SPLIT_FILE) -> dict:
+    """The split to train on ``images``: the split file's when it knows any of their slides,
+    else a fresh ``make_split`` of them (a user's own data; training saves it beside the model).
+    """
+    split = read_split(split_path)
+    known = {slide for ids in split.values() for slide in ids}
+    return split if any(image.slide in known for image in images) else make_split(images)
+
+
+def select(
+    images: list[AdirImage], part: str, split: dict[str, list[str]] | None = None
+) -> list[AdirImage]:
+    """The images of one split part (``train``, ``val`` or ``test``).
+
+    On a folder none of whose slides the split knows (someone else's data), every image belongs
+    to every part: evaluation then covers all of it.
+    """
+    split = read_split() if split is None else split
+    known = {slide for ids in split.values() for slide in ids}
+    if not any(image.slide in known for image in images):
+        return list(images)
+    return [image for image in images if image.slide in split[part]]

@@ -1,0 +1,49 @@
+"""The ``chromoseg`` command: a thin argparse layer; each stage registers its own subcommands.
+
+Every stage module named in ``STAGE_CLIS`` has ``register(groups)``, where ``groups`` maps
+``"top"``, ``"train"`` and ``"eval"`` to argparse sub-parser collections. A registered parser sets
+``func`` to a callable taking the parsed arguments and returning an exit code. Heavy imports
+(torch) happen inside those callables, so ``chromoseg --help`` stays fast.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+from pipeline import __version__
+
+STAGE_CLIS = ("segmenter.cli", "detector.cli")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="chromoseg",
+        description="Separate overlapping chromosomes in metaphase images and measure them.",
+    )
+    parser.add_argument("--version", action="version", version=f"chromoseg {__version__}")
+    top = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    train = top.add_parser("train", help="train a stage on your own data")
+    evaluate = top.add_parser("eval", help="evaluate a stage on labelled data")
+    groups = {
+        "top": top,
+        "train": train.add_subparsers(dest="stage", required=True, metavar="STAGE"),
+        "eval": evaluate.add_subparsers(dest="stage", required=True, metavar="STAGE"),
+    }
+    for name in STAGE_CLIS:
+        importlib.import_module(name).register(groups)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return int(args.func(args) or 0)
+    except KeyboardInterrupt:
+        print("chromoseg: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

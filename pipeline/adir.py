@@ -143,24 +143,29 @@ def chromosome_instances(
 ) -> tuple[np.ndarray, np.ndarray]:
     """Chromosome instances of a K image, as DESIGN.md defines them.
 
-    For each class 1..24, the 8-connected components of ``K == class`` with >= ``min_pixels``
-    pixels; each 8-connected region of ``K == 255`` is added to every instance that touches it
-    (1-pixel dilation). Returns bool masks ``(N, H, W)`` (they may overlap) and their classes
-    ``(N,)`` int32. Overlap regions touching no instance are dropped.
+    For each class 1..24, the 8-connected pieces of ``K == class``; each 8-connected region of
+    ``K == 255`` is added to every piece that touches it (1-pixel dilation). Pieces of one class
+    that share an overlap region are one chromosome (a chromosome crossed by another is cut in two
+    by the crossing in K). Kept when it has >= ``min_pixels`` pixels of its own class. Returns
+    bool masks ``(N, H, W)`` (they may overlap) and classes ``(N,)`` int32, ordered by class then
+    scan order. Overlap regions touching no chromosome are dropped.
     """
+    kernel = np.ones((3, 3), np.uint8)
+    overlaps = _components(labels == OVERLAP_LABEL, 1)
+    grown = [cv2.dilate(region.astype(np.uint8), kernel).astype(bool) for region in overlaps]
     masks, classes = [], []
     for value in np.unique(labels):
         if value == 0 or value == OVERLAP_LABEL:
             continue
-        for component in _components(labels == value, min_pixels):
-            masks.append(component)
-            classes.append(int(value))
-    kernel = np.ones((3, 3), np.uint8)
-    for region in _components(labels == OVERLAP_LABEL, 1):
-        grown = cv2.dilate(region.astype(np.uint8), kernel).astype(bool)
-        for mask in masks:
-            if (grown & mask).any():
-                mask |= region
+        own = labels == value
+        joined = own.copy()
+        for region, halo in zip(overlaps, grown, strict=True):
+            if (halo & own).any():
+                joined |= region
+        for component in _components(joined, 1):
+            if (component & own).sum() >= min_pixels:
+                masks.append(component)
+                classes.append(int(value))
     shape = (0, *labels.shape)
     return (
         np.stack(masks) if masks else np.zeros(shape, bool),

@@ -12,7 +12,7 @@ import argparse
 import importlib
 import sys
 
-from pipeline import __version__
+from pipeline import InputError, __version__
 
 STAGE_CLIS = ("segmenter.cli", "detector.cli")
 
@@ -40,6 +40,9 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return int(args.func(args) or 0)
+    except InputError as error:
+        print(f"chromoseg: error: {error}", file=sys.stderr)
+        return 2
     except KeyboardInterrupt:
         print("chromoseg: interrupted", file=sys.stderr)
         return 130

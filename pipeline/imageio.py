@@ -21,11 +21,13 @@ import cv2
 import numpy as np
 import tifffile
 
+from pipeline import InputError
+
 POLARITIES = ("auto", "bright", "dark")
 LOW_PERCENTILE, HIGH_PERCENTILE = 1.0, 99.9
 
 
-class ImageReadError(ValueError):
+class ImageReadError(InputError):
     """An input file that is not a usable image, with a one-line message for the user."""
 
 

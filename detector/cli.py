@@ -1,5 +1,155 @@
-"""Command-line subcommands of the detector stage (registered by pipeline.cli)."""
+"""Command-line subcommands of the detector stage (registered by pipeline.cli).
+
+- ``chromoseg train detector --config configs/detector.yaml --data DIR [--resume] [--out DIR]
+  [--epochs N] [--device cpu|cuda]``
+- ``chromoseg eval detector [--model DIR] --data DIR [--part test] --json OUT
+  [--predictions PRED.json]``
+- ``chromoseg detect INPUT... --out DIR [--model DIR] [--polarity auto|bright|dark]
+  [--threshold T]``: ``<stem>.boxes.json`` and ``<stem>.overlay.png`` per image.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+IMAGE_SUFFIXES = (".tif", ".tiff", ".png", ".jpg", ".jpeg", ".bmp")
 
 
 def register(groups) -> None:
     """Add this stage's subcommands to groups (see pipeline.cli)."""
+    train = groups["train"].add_parser("detector", help="train the cluster detector")
+    train.add_argument("--config", default="configs/detector.yaml", help="YAML config")
+    train.add_argument("--data", required=True, help="ADIR-format folder (*D.tif + *K.tif)")
+    train.add_argument("--out", default="runs/detector", help="run folder (default runs/detector)")
+    train.add_argument("--resume", action="store_true", help="continue from OUT/checkpoint.pt")
+    train.add_argument("--epochs", type=int, help="override the config's train.epochs")
+    train.add_argument("--device", choices=("cpu", "cuda"), help="default: cuda if available")
+    train.set_defaults(func=run_train)
+
+    evaluate = groups["eval"].add_parser("detector", help="evaluate the detector and a baseline")
+    evaluate.add_argument("--model", help="model folder (default: the shipped model)")
+    evaluate.add_argument("--data", required=True, help="ADIR-format folder (*D.tif + *K.tif)")
+    evaluate.add_argument("--part", default="test", choices=("train", "val", "test"),
+                          help="split part to evaluate (unknown slides: every image)")
+    evaluate.add_argument("--json", required=True, help="write the metrics here")
+    evaluate.add_argument("--predictions", help="write every box in COCO results format here")
+    evaluate.add_argument("--device", default="cpu", choices=("cpu", "cuda"))
+    evaluate.set_defaults(func=run_eval)
+
+    detect = groups["top"].add_parser("detect", help="find chromosome clusters in images")
+    detect.add_argument("inputs", nargs="+", metavar="INPUT", help="image files or folders")
+    detect.add_argument("--out", required=True, help="output folder")
+    detect.add_argument("--model", help="model folder (default: the shipped model)")
+    detect.add_argument("--polarity", default="auto", choices=("auto", "bright", "dark"),
+                        help="chromosomes bright (DAPI), dark (G-banding), or guess (default)")
+    detect.add_argument("--threshold", type=float, help="score threshold (default: the model's)")
+    detect.add_argument("--device", default="cpu", choices=("cpu", "cuda"))
+    detect.set_defaults(func=run_detect)
+
+
+def fail(message: str) -> int:
+    print(f"chromoseg: error: {message}", file=sys.stderr)
+    return 2
+
+
+def run_train(args) -> int:
+    import yaml
+
+    from detector.train import train
+    from pipeline.adir import DatasetError
+
+    try:
+        config = yaml.safe_load(Path(args.config).read_text())
+    except (OSError, yaml.YAMLError) as error:
+        return fail(f"cannot read config {args.config}: {error}")
+    try:
+        folder = train(config, args.data, args.out, args.epochs, args.resume, args.device)
+    except DatasetError as error:
+        return fail(str(error))
+    print(f"model folder: {folder}")
+    print((folder / "metrics.json").read_text())
+    return 0
+
+
+def run_eval(args) -> int:
+    from detector.api import ModelError, load_model
+    from detector.evaluate import evaluate
+    from pipeline import adir
+
+    try:
+        model = load_model(args.model, args.device)
+        items = adir.find_images(args.data)
+        chosen = adir.select(items, args.part)
+    except (ModelError, adir.DatasetError) as error:
+        return fail(str(error))
+    if not chosen:
+        return fail(f"no labelled images of the {args.part} slides under {args.data}")
+    metrics, predictions = evaluate(model, chosen, args.part)
+    text = json.dumps(metrics, indent=2)
+    Path(args.json).parent.mkdir(parents=True, exist_ok=True)
+    Path(args.json).write_text(text + "\n")
+    if args.predictions:
+        Path(args.predictions).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.predictions).write_text(json.dumps(predictions) + "\n")
+    print(text)
+    return 0
+
+
+def expand(inputs: list[str]) -> list[Path]:
+    """Files as given; folders replaced by the image files directly inside them (sorted)."""
+    paths = []
+    for name in inputs:
+        path = Path(name)
+        if path.is_dir():
+            paths += sorted(p for p in path.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+        else:
+            paths.append(path)
+    return paths
+
+
+def overlay(image, boxes):
+    """BGR uint8 picture of a normalised image with the boxes drawn in red."""
+    import cv2
+    import numpy as np
+
+    picture = cv2.cvtColor(np.round(image * 255).astype(np.uint8), cv2.COLOR_GRAY2BGR)
+    thickness = max(1, round(max(image.shape) / 800))
+    for x0, y0, x1, y1 in np.round(boxes).astype(int):
+        cv2.rectangle(picture, (x0, y0), (x1 - 1, y1 - 1), (0, 0, 255), thickness)
+    return picture
+
+
+def run_detect(args) -> int:
+    import cv2
+
+    from detector.api import ModelError, detect, load_model
+    from pipeline.imageio import ImageReadError, normalise, read_image
+
+    try:
+        model = load_model(args.model, args.device)
+    except ModelError as error:
+        return fail(str(error))
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    failures = 0
+    for path in expand(args.inputs):
+        try:
+            image = normalise(read_image(path), args.polarity)
+        except ImageReadError as error:
+            fail(str(error))
+            failures += 1
+            continue
+        boxes, scores = detect(model, image, args.threshold)
+        record = {
+            "file": str(path), "height": image.shape[0], "width": image.shape[1],
+            "polarity": args.polarity,
+            "score_threshold": model.score_threshold if args.threshold is None else args.threshold,
+            "boxes_xyxy": [[round(v, 2) for v in box] for box in boxes.tolist()],
+            "scores": [round(s, 5) for s in scores.tolist()],
+        }
+        (out / f"{path.stem}.boxes.json").write_text(json.dumps(record, indent=1) + "\n")
+        cv2.imwrite(str(out / f"{path.stem}.overlay.png"), overlay(image, boxes))
+        print(f"{path}: {len(boxes)} clusters")
+    return 2 if failures else 0

@@ -1,0 +1,109 @@
+"""Python API of the detector: load a model folder, find cluster boxes in normalised images.
+
+A model folder holds ``config.yaml`` (the resolved training config), ``weights.pt`` (state_dict
+only), ``thresholds.json`` (``score_threshold`` chosen on the validation slides), and
+``metrics.json`` (what ``chromoseg eval detector`` printed on its test split).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import cv2
+import numpy as np
+import torch
+import yaml
+
+from detector.model import build_model
+
+PRETRAINED = Path(__file__).resolve().parent / "pretrained"
+CONFIG_FILE, WEIGHTS_FILE, THRESHOLDS_FILE = "config.yaml", "weights.pt", "thresholds.json"
+
+
+class ModelError(ValueError):
+    """A model folder that cannot be loaded, with a one-line message for the user."""
+
+
+@dataclass
+class Detector:
+    """A loaded detector: the network (eval mode), its config and its score threshold."""
+
+    network: torch.nn.Module
+    config: dict
+    score_threshold: float
+    device: torch.device
+
+
+def save_model(
+    network: torch.nn.Module, config: dict, folder: str | Path, thresholds: dict
+) -> Path:
+    """Write a model folder (config.yaml, weights.pt, thresholds.json); returns the folder."""
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / CONFIG_FILE).write_text(yaml.safe_dump(config, sort_keys=False))
+    state = {name: tensor.detach().cpu() for name, tensor in network.state_dict().items()}
+    torch.save(state, folder / WEIGHTS_FILE)
+    (folder / THRESHOLDS_FILE).write_text(json.dumps(thresholds, indent=2) + "\n")
+    return folder
+
+
+def load_model(folder: str | Path | None = None, device: str = "cpu") -> Detector:
+    """Load a model folder (None: the shipped ``detector/pretrained``) onto ``device``."""
+    folder = PRETRAINED if folder is None else Path(folder)
+    missing = [name for name in (CONFIG_FILE, WEIGHTS_FILE, THRESHOLDS_FILE)
+               if not (folder / name).is_file()]
+    if missing:
+        raise ModelError(f"{folder} is not a detector model folder (missing {', '.join(missing)})")
+    config = yaml.safe_load((folder / CONFIG_FILE).read_text())
+    network = build_model(config["model"])
+    state = torch.load(folder / WEIGHTS_FILE, map_location="cpu", weights_only=True)
+    network.load_state_dict(state)
+    device = torch.device(device)
+    network.to(device).eval()
+    threshold = json.loads((folder / THRESHOLDS_FILE).read_text())["score_threshold"]
+    return Detector(network, config, float(threshold), device)
+
+
+def detect_batch(
+    model: Detector, images: list[np.ndarray], score_threshold: float | None = None
+) -> list[tuple[np.ndarray, np.ndarray]]:
+    """Cluster boxes of several images in one forward pass.
+
+    ``images``: ``(H, W)`` float32 in [0, 1], chromosomes bright (``pipeline.imageio.normalise``);
+    sizes may differ. Returns per image ``(boxes float32 (N, 4) x0, y0, x1, y1 in that image's
+    pixels, scores float32 (N,))``, sorted by falling score, keeping scores >= ``score_threshold``
+    (default: the model's threshold; 0 keeps everything the network returns).
+    """
+    threshold = model.score_threshold if score_threshold is None else score_threshold
+    scale = float(model.config["model"].get("input_scale", 1.0))
+    tensors = []
+    for image in images:
+        image = np.asarray(image, np.float32)
+        if image.ndim != 2:
+            raise ValueError(f"detect takes (H, W) grey images, not shape {image.shape}")
+        if scale != 1.0:
+            image = cv2.resize(image, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA)
+        tensors.append(torch.from_numpy(np.ascontiguousarray(image))[None].to(model.device))
+    with torch.inference_mode():
+        outputs = model.network(tensors)
+    results = []
+    for image, output in zip(images, outputs, strict=True):
+        boxes = output["boxes"].cpu().numpy().astype(np.float32) / scale
+        scores = output["scores"].cpu().numpy().astype(np.float32)
+        height, width = np.asarray(image).shape
+        boxes = np.clip(boxes, 0, [width, height, width, height]).astype(np.float32)
+        keep = scores >= threshold
+        results.append((boxes[keep], scores[keep]))
+    return results
+
+
+def detect(
+    model: Detector, image: np.ndarray, score_threshold: float | None = None
+) -> tuple[np.ndarray, np.ndarray]:
+    """Cluster boxes of one ``(H, W)`` float32 normalised image: ``(boxes (N, 4), scores (N,))``.
+
+    See ``detect_batch``.
+    """
+    return detect_batch(model, [image], score_threshold)[0]

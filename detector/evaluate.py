@@ -1,0 +1,103 @@
+"""Evaluation of the detector and of the classical baseline on labelled metaphases.
+
+Figures (``metrics.json``, see ``evaluate``): box recall, precision and F1 at IoU 0.5 at the
+model's score threshold, and AP50 (all predictions), pooled over the images; the same for the
+global-Otsu baseline (``detector.baseline``) on the same normalised images; and how many boxes at
+the threshold land on interphase nuclei: boxes that match no true cluster and whose area is at
+least 30 % nucleus pixels (``baseline.nucleus_mask``: large Otsu components, unlabelled in K).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from detector import baseline
+from detector.api import Detector, detect_batch
+from detector.metrics import average_precision, counts_at, match
+from pipeline import adir
+from pipeline.imageio import normalise
+
+IOU = 0.5
+NUCLEI_DEFINITION = (
+    "boxes at the threshold that match no true cluster (IoU < 0.5) and cover >= 30% nucleus "
+    "pixels; nuclei = 8-connected components of the global Otsu mask with >= 1000 px, < 10% "
+    "of them labelled (K > 0)"
+)
+
+
+def predict(model: Detector, images: list[np.ndarray], batch_size: int = 4) -> list[tuple]:
+    """Every box the network returns (score >= the config's box_score_thresh) for each image."""
+    results = []
+    for start in range(0, len(images), batch_size):
+        results += detect_batch(model, images[start:start + batch_size], score_threshold=0.0)
+    return results
+
+
+def pooled(predictions: list[tuple], truths: list[np.ndarray]) -> tuple:
+    """Scores and true-positive flags of all predictions, and the number of true boxes."""
+    scores, flags = [np.zeros(0, np.float32)], [np.zeros(0, bool)]
+    for (boxes, image_scores), truth in zip(predictions, truths, strict=True):
+        scores.append(image_scores)
+        flags.append(match(boxes, image_scores, truth, IOU))
+    return np.concatenate(scores), np.concatenate(flags), int(sum(len(t) for t in truths))
+
+
+def summarise(predictions: list[tuple], truths: list[np.ndarray], threshold: float) -> dict:
+    """Pooled tp/fp/fn, precision, recall, F1 at ``threshold`` and AP50 of all predictions."""
+    scores, flags, n_true = pooled(predictions, truths)
+    return {**counts_at(scores, flags, n_true, threshold),
+            "ap50": average_precision(scores, flags, n_true)}
+
+
+def nucleus_boxes(predictions, truths, nuclei, threshold) -> int:
+    """How many boxes with score >= threshold match no true box and land on a nucleus."""
+    total = 0
+    for (boxes, scores), truth, mask in zip(predictions, truths, nuclei, strict=True):
+        kept = scores >= threshold
+        unmatched = ~match(boxes, scores, truth, IOU)[kept]
+        total += int(np.count_nonzero(unmatched & baseline.boxes_on_nuclei(boxes[kept], mask)))
+    return total
+
+
+def coco_results(names: list[str], predictions: list[tuple]) -> list[dict]:
+    """COCO results entries: file_name, image_id, category_id 1, bbox [x, y, w, h], score."""
+    entries = []
+    for image_id, (name, (boxes, scores)) in enumerate(zip(names, predictions, strict=True)):
+        for (x0, y0, x1, y1), score in zip(boxes.tolist(), scores.tolist(), strict=True):
+            entries.append({"file_name": name, "image_id": image_id, "category_id": 1,
+                            "bbox": [round(x0, 2), round(y0, 2), round(x1 - x0, 2),
+                                     round(y1 - y0, 2)],
+                            "score": round(score, 5)})
+    return entries
+
+
+def evaluate(model: Detector, items: list[adir.AdirImage], part: str) -> tuple[dict, list[dict]]:
+    """Metrics of the model and of the baseline on labelled ADIR images, and the model's COCO
+    results (every box with its score). ``part`` names the split part, for the record.
+    """
+    images, truths, nuclei, names = [], [], [], []
+    for item in items:
+        dapi, labels = adir.load(item)
+        image = normalise(dapi)
+        images.append(image)
+        truths.append(adir.cluster_boxes(labels))
+        nuclei.append(baseline.nucleus_mask(image, labels))
+        names.append(str(item.dapi_path.relative_to(item.dapi_path.parents[1])))
+    predictions = predict(model, images)
+    reference = [baseline.otsu_boxes(image) for image in images]
+    threshold = model.score_threshold
+    metrics = {
+        "part": part,
+        "slides": sorted({item.slide for item in items}),
+        "images": len(items),
+        "true_clusters": int(sum(len(t) for t in truths)),
+        "nuclei": int(sum(baseline.components(mask, 1).max() for mask in nuclei)),
+        "iou": IOU,
+        "score_threshold": threshold,
+        "detector": {**summarise(predictions, truths, threshold),
+                     "boxes_on_nuclei": nucleus_boxes(predictions, truths, nuclei, threshold)},
+        "baseline_otsu": {**summarise(reference, truths, 1.0),
+                          "boxes_on_nuclei": nucleus_boxes(reference, truths, nuclei, 1.0)},
+        "nuclei_definition": NUCLEI_DEFINITION,
+    }
+    return metrics, coco_results(names, predictions)

@@ -1,0 +1,83 @@
+"""Box matching and detection metrics (numpy only).
+
+Boxes are float32 ``(N, 4)`` x0, y0, x1, y1 (pixel edges). A prediction is a true positive when
+it overlaps a not yet matched true box with IoU >= ``iou`` (0.5); predictions are taken in order
+of falling score, each to the unmatched true box it overlaps most (the PASCAL VOC rule). Since
+matching goes by score, the flags of the predictions above any threshold are the same as if only
+those had been made: flags are computed once and thresholds applied afterwards.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+
+def box_iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """IoU of every box of ``a`` (N, 4) with every box of ``b`` (M, 4): float64 (N, M)."""
+    a = np.asarray(a, np.float64).reshape(-1, 4)
+    b = np.asarray(b, np.float64).reshape(-1, 4)
+    width = np.clip(np.minimum(a[:, None, 2], b[None, :, 2]) - np.maximum(a[:, None, 0], b[:, 0]),
+                    0, None)
+    height = np.clip(np.minimum(a[:, None, 3], b[None, :, 3]) - np.maximum(a[:, None, 1], b[:, 1]),
+                     0, None)
+    inter = width * height
+    area_a = (a[:, 2] - a[:, 0]) * (a[:, 3] - a[:, 1])
+    area_b = (b[:, 2] - b[:, 0]) * (b[:, 3] - b[:, 1])
+    union = area_a[:, None] + area_b[None, :] - inter
+    return np.where(union > 0, inter / np.where(union > 0, union, 1), 0.0)
+
+
+def match(pred: np.ndarray, scores: np.ndarray, truth: np.ndarray, iou: float = 0.5) -> np.ndarray:
+    """True-positive flags ``(N,)`` bool of the predictions of one image (see module doc)."""
+    flags = np.zeros(len(pred), bool)
+    if len(pred) == 0 or len(truth) == 0:
+        return flags
+    overlaps = box_iou(pred, truth)
+    taken = np.zeros(len(truth), bool)
+    for i in np.argsort(-np.asarray(scores), kind="stable"):
+        candidates = np.where(taken, -1.0, overlaps[i])
+        best = int(np.argmax(candidates))
+        if candidates[best] >= iou:
+            flags[i] = taken[best] = True
+    return flags
+
+
+def counts_at(scores: np.ndarray, flags: np.ndarray, n_true: int, threshold: float) -> dict:
+    """tp, fp, fn, precision, recall and F1 of the pooled predictions with score >= threshold."""
+    kept = np.asarray(scores) >= threshold
+    tp = int(np.count_nonzero(np.asarray(flags)[kept]))
+    fp = int(np.count_nonzero(kept)) - tp
+    fn = n_true - tp
+    precision = tp / (tp + fp) if tp + fp else 1.0
+    recall = tp / n_true if n_true else 1.0
+    f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
+    return {"tp": tp, "fp": fp, "fn": fn, "precision": precision, "recall": recall, "f1": f1}
+
+
+def average_precision(scores: np.ndarray, flags: np.ndarray, n_true: int) -> float:
+    """Area under the precision-recall curve with the precision envelope (VOC 2010+ all-point).
+
+    ``scores``/``flags``: pooled predictions of all images; ``n_true``: number of true boxes.
+    Ties in score are taken together. 1.0 when there is nothing to find and nothing was found.
+    """
+    scores, flags = np.asarray(scores, np.float64), np.asarray(flags, bool)
+    if n_true == 0:
+        return 1.0 if len(scores) == 0 else 0.0
+    order = np.argsort(-scores, kind="stable")
+    scores, flags = scores[order], flags[order]
+    last_of_tie = np.r_[scores[1:] != scores[:-1], True]
+    tp = np.cumsum(flags)[last_of_tie]
+    fp = np.cumsum(~flags)[last_of_tie]
+    recall = np.r_[0.0, tp / n_true]
+    precision = np.r_[1.0, tp / np.maximum(tp + fp, 1)]
+    envelope = np.maximum.accumulate(precision[::-1])[::-1]
+    return float(np.sum(np.diff(recall) * envelope[1:]))
+
+
+def best_f1_threshold(scores: np.ndarray, flags: np.ndarray, n_true: int) -> float:
+    """The score threshold (one of ``scores``) with the highest pooled F1; the higher on ties."""
+    candidates = np.unique(np.asarray(scores))[::-1]
+    if len(candidates) == 0:
+        return 0.5
+    f1 = [counts_at(scores, flags, n_true, t)["f1"] for t in candidates]
+    return float(candidates[int(np.argmax(f1))])

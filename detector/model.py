@@ -1,0 +1,134 @@
+"""The detector network: torchvision Faster R-CNN with two classes (background, cluster).
+
+``build_model(model_config)`` is the one factory. Backbones (``model_config["backbone"]``):
+
+- ``small`` (default): a few conv-bn-relu blocks, stride 8, one feature map with ``out_channels``
+  channels; the last two blocks are dilated so that the receptive field covers large clusters.
+  Trains from scratch on a CPU.
+- ``mobilenet_v3_large_fpn`` and ``resnet50_fpn``: torchvision's stock backbones with an FPN,
+  built with ``weights=None, weights_backbone=None`` (no download), for users with GPUs.
+
+Every backbone takes one grey channel: the stock ones get it replicated to three.
+
+Input: a list of ``(1, H, W)`` float32 tensors in [0, 1] (``pipeline.imageio.normalise``, so
+chromosomes are bright). Unlike torchvision's default, images are NOT resized: the detector works
+at the pixel scale it was trained at (``input_scale`` in the config rescales before the network;
+see ``detector.api``). Output boxes are x0, y0, x1, y1 in input pixels.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+from torchvision.models.detection import FasterRCNN
+from torchvision.models.detection.anchor_utils import AnchorGenerator
+from torchvision.models.detection.faster_rcnn import FastRCNNPredictor, TwoMLPHead
+from torchvision.models.detection.transform import GeneralizedRCNNTransform
+from torchvision.ops import MultiScaleRoIAlign
+
+BACKBONES = ("small", "mobilenet_v3_large_fpn", "resnet50_fpn")
+
+
+def conv_bn_relu(cin: int, cout: int, stride: int = 1, dilation: int = 1) -> nn.Sequential:
+    return nn.Sequential(
+        nn.Conv2d(cin, cout, 3, stride, padding=dilation, dilation=dilation, bias=False),
+        nn.BatchNorm2d(cout),
+        nn.ReLU(inplace=True),
+    )
+
+
+class SmallBackbone(nn.Sequential):
+    """Grey ``(B, 1, H, W)`` -> features ``(B, out_channels, H/8, W/8)``.
+
+    ``widths``: channels after each of the three stride-2 stages; ``out_channels``: channels of the
+    two dilated (2, 4) blocks at stride 8 that end it.
+    """
+
+    def __init__(self, widths: list[int], out_channels: int):
+        layers, cin = [], 1
+        for stage, width in enumerate(widths):
+            layers.append(conv_bn_relu(cin, width, stride=2))
+            if stage > 0:
+                layers.append(conv_bn_relu(width, width))
+            cin = width
+        layers += [conv_bn_relu(cin, out_channels, dilation=2),
+                   conv_bn_relu(out_channels, out_channels, dilation=4)]
+        super().__init__(*layers)
+        self.out_channels = out_channels
+
+
+class GreyToRGB(nn.Module):
+    """Feeds a one-channel image to a three-channel backbone (the channel repeated)."""
+
+    def __init__(self, backbone: nn.Module):
+        super().__init__()
+        self.body = backbone
+        self.out_channels = backbone.out_channels
+
+    def forward(self, images: torch.Tensor):
+        return self.body(images.expand(-1, 3, -1, -1))
+
+
+class NativeSizeTransform(GeneralizedRCNNTransform):
+    """torchvision's batching and normalisation, without its resize to ``min_size``."""
+
+    def resize(self, image, target=None):
+        return image, target
+
+
+def _stock_backbone(name: str) -> nn.Module:
+    from torchvision.models.detection import (
+        fasterrcnn_mobilenet_v3_large_fpn,
+        fasterrcnn_resnet50_fpn,
+    )
+
+    factory = {
+        "mobilenet_v3_large_fpn": fasterrcnn_mobilenet_v3_large_fpn,
+        "resnet50_fpn": fasterrcnn_resnet50_fpn,
+    }[name]
+    return GreyToRGB(factory(weights=None, weights_backbone=None, num_classes=2).backbone)
+
+
+def build_model(config: dict) -> FasterRCNN:
+    """Faster R-CNN for two classes from the ``model`` section of a detector config."""
+    name = config["backbone"]
+    if name not in BACKBONES:
+        raise ValueError(f"unknown detector backbone {name!r}; choose one of {BACKBONES}")
+    if name == "small":
+        backbone = SmallBackbone(config["widths"], config["out_channels"])
+        feature_maps = 1
+    else:
+        backbone = _stock_backbone(name)
+        feature_maps = 3 if name == "mobilenet_v3_large_fpn" else 5
+    # one feature map carries every anchor size; an FPN spreads them over its levels
+    sizes = tuple(config["anchor_sizes"])
+    if feature_maps == 1:
+        anchor_sizes = (sizes,)
+    else:
+        anchor_sizes = tuple((s,) for s in sizes[:feature_maps])
+        anchor_sizes += tuple((sizes[-1],) for _ in range(feature_maps - len(anchor_sizes)))
+    anchors = AnchorGenerator(anchor_sizes, (tuple(config["aspect_ratios"]),) * feature_maps)
+    pool_names = ["0"] if name == "small" else [str(i) for i in range(feature_maps - 1)]
+    if name == "resnet50_fpn":
+        pool_names = ["0", "1", "2", "3"]
+    roi_pool = MultiScaleRoIAlign(pool_names, output_size=7, sampling_ratio=config["roi_sampling_ratio"])
+    representation = config["representation_size"]
+    model = FasterRCNN(
+        backbone,
+        num_classes=None,
+        rpn_anchor_generator=anchors,
+        box_roi_pool=roi_pool,
+        box_head=TwoMLPHead(backbone.out_channels * 7 * 7, representation),
+        box_predictor=FastRCNNPredictor(representation, 2),
+        rpn_pre_nms_top_n_train=config["rpn_pre_nms_top_n_train"],
+        rpn_post_nms_top_n_train=config["rpn_post_nms_top_n_train"],
+        rpn_pre_nms_top_n_test=config["rpn_pre_nms_top_n_test"],
+        rpn_post_nms_top_n_test=config["rpn_post_nms_top_n_test"],
+        box_score_thresh=config["box_score_thresh"],
+        box_nms_thresh=config["box_nms_thresh"],
+        box_detections_per_img=config["box_detections_per_img"],
+    )
+    model.transform = NativeSizeTransform(
+        min_size=1, max_size=1, image_mean=config["image_mean"], image_std=config["image_std"]
+    )
+    return model

@@ -100,18 +100,19 @@ def build_model(config: dict) -> FasterRCNN:
     else:
         backbone = _stock_backbone(name)
         feature_maps = 3 if name == "mobilenet_v3_large_fpn" else 5
-    # one feature map carries every anchor size; an FPN spreads them over its levels
+    # small: one feature map carries every size; mobilenet (3 coarse levels): every size on each
+    # level, as torchvision does; resnet50 FPN (5 levels, strides 4..64): one size per level
     sizes = tuple(config["anchor_sizes"])
-    if feature_maps == 1:
-        anchor_sizes = (sizes,)
+    if feature_maps == 5:
+        anchor_sizes = tuple((sizes[min(i, len(sizes) - 1)],) for i in range(5))
     else:
-        anchor_sizes = tuple((s,) for s in sizes[:feature_maps])
-        anchor_sizes += tuple((sizes[-1],) for _ in range(feature_maps - len(anchor_sizes)))
-    anchors = AnchorGenerator(anchor_sizes, (tuple(config["aspect_ratios"]),) * feature_maps)
-    pool_names = ["0"] if name == "small" else [str(i) for i in range(feature_maps - 1)]
-    if name == "resnet50_fpn":
-        pool_names = ["0", "1", "2", "3"]
-    roi_pool = MultiScaleRoIAlign(pool_names, output_size=7, sampling_ratio=config["roi_sampling_ratio"])
+        anchor_sizes = (sizes,) * feature_maps
+    ratios = tuple(config["aspect_ratios"])
+    anchors = AnchorGenerator(anchor_sizes, (ratios,) * feature_maps)
+    pool_names = ["0"] if name == "small" else ["0", "1", "2", "3"]  # absent names are skipped
+    roi_pool = MultiScaleRoIAlign(
+        pool_names, output_size=7, sampling_ratio=config["roi_sampling_ratio"]
+    )
     representation = config["representation_size"]
     model = FasterRCNN(
         backbone,

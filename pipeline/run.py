@@ -1,0 +1,534 @@
+"""The in-process batch engine of ``chromoseg run``: images in, chromosomes and tables out.
+
+Per image (``process_image`` does all of it for one image; other engines call it on workers):
+read and normalise (``load_image``), detect cluster boxes (tiled when the image is large), cut one
+88x88 crop per box (``segmenter.crops``: the geometry the U-Net was trained with), segment
+(``segment_crops``), map the class probabilities back and build instances (``pipeline.stitch``),
+measure (``pipeline.measure``). ``run_batch`` does this for a list of images, sending the crops of
+``batch.images`` images through the U-Net together, writes every output (``pipeline.outputs``,
+layout below), and survives bad images: each failure is one line on stderr and in ``run.json``.
+
+Output folder::
+
+    chromosomes.csv            every chromosome of the batch (images in ``image`` order)
+    instances.json             COCO instances of the batch
+    run.json                   versions, config, model hashes, per-image status/timings, errors
+    images/<key>.csv           one image's table
+    images/<key>.labels.tif    its label planes (pipeline.outputs)
+    images/<key>.overlay.png   its overlay
+    images/<key>.json          its COCO annotations and record: written last, so it marks the
+                               image complete (``--resume`` skips complete images whose settings
+                               and models are unchanged)
+
+The exit status (``RunSummary.exit_code``): 0 when every image was processed, 1 when some failed.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import platform
+import sys
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from pipeline import InputError, __version__
+from pipeline.imageio import normalise, read_image, to_grey
+from pipeline.inputs import ImageJob
+from pipeline.measure import column_names, measure
+from pipeline.models import Models
+from pipeline.outputs import (
+    coco_annotations,
+    coco_document,
+    write_bytes,
+    write_json,
+    write_label_tiff,
+    write_overlay,
+    write_table,
+)
+from pipeline.stitch import Instance, Window, stitch
+from pipeline.tiling import detect_tiled, order_boxes
+from segmenter.crops import (
+    CROP_SIZE,
+    CropGeometry,
+    background_level,
+    crop_image,
+    probabilities_to_image,
+    window_for_box,
+)
+
+CLASSES = 4
+OUTPUT_SUFFIXES = {
+    "table": ".csv",
+    "labels": ".labels.tif",
+    "overlay": ".overlay.png",
+    "record": ".json",
+}
+
+
+class ImageError(InputError):
+    """An image that was read but cannot be processed (blank, mismatched channel)."""
+
+
+@dataclass
+class LoadedImage:
+    """``grey``: raw luminance ``(H, W)`` float32 (intensities are measured on it);
+    ``normalised``: ``(H, W)`` float32 in [0, 1], chromosomes bright (what the models see);
+    ``channels``: ``"dapi"`` (= ``grey``) and each extra channel, raw ``(H, W)``."""
+
+    job: ImageJob
+    grey: np.ndarray
+    normalised: np.ndarray
+    channels: dict[str, np.ndarray]
+    notes: list[str]
+
+
+@dataclass
+class Detected:
+    """An image with its boxes (float32 ``(M, 4)``, cluster id = row + 1), scores, crop windows
+    and crops ``(M, 88, 88)`` float32."""
+
+    image: LoadedImage
+    boxes: np.ndarray
+    scores: np.ndarray
+    geometries: list[CropGeometry]
+    crops: np.ndarray
+
+
+@dataclass
+class ImageResult:
+    """One processed image: its chromosomes (id = index + 1) and their table."""
+
+    job: ImageJob
+    shape: tuple[int, int]
+    instances: list[Instance]
+    table: pd.DataFrame
+    normalised: np.ndarray
+    notes: list[str] = field(default_factory=list)
+    seconds: dict[str, float] = field(default_factory=dict)
+
+
+def one_line(error: BaseException) -> str:
+    """An exception as one line for stderr and run.json."""
+    text = " ".join(str(error).split()) or type(error).__name__
+    return text if isinstance(error, InputError) else f"{type(error).__name__}: {text}"
+
+
+def load_image(job: ImageJob, polarity: str = "auto") -> LoadedImage:
+    """Read and normalise an image and its extra channels; InputError (one-line message) for
+    unreadable, blank or mismatched input."""
+    raw = read_image(job.path)
+    notes = []
+    if raw.ndim == 3:
+        notes.append(f"{'RGBA' if raw.shape[2] == 4 else 'RGB'} image: measured as grey")
+    if raw.dtype != np.uint8:
+        notes.append(f"{raw.dtype} image")
+    grey = to_grey(raw)
+    normalised = normalise(raw, polarity)
+    if not normalised.any():
+        raise ImageError(f"{job.path}: blank image (no contrast): nothing to segment")
+    channels = {"dapi": grey}
+    for name, path in job.channels.items():
+        values = to_grey(read_image(path))
+        if values.shape != grey.shape:
+            raise ImageError(
+                f"{path}: channel {name!r} is {values.shape[1]}x{values.shape[0]}, its image "
+                f"{job.path.name} {grey.shape[1]}x{grey.shape[0]}: sizes must match"
+            )
+        channels[name] = values
+    return LoadedImage(job, grey, normalised, channels, notes)
+
+
+def detect_boxes(models: Models, normalised: np.ndarray, tiling: dict):
+    """Cluster boxes and scores of a normalised image, in ``order_boxes`` order; detected in
+    tiles when its longer side exceeds ``tiling["max_side"]``."""
+    if max(normalised.shape) > tiling["max_side"]:
+        return detect_tiled(models.detect, normalised, tiling["tile"], tiling["overlap"])
+    boxes, scores = models.detect(normalised)
+    return order_boxes(np.asarray(boxes, np.float32).reshape(-1, 4), np.asarray(scores))
+
+
+def detect_image(image: LoadedImage, models: Models, config: dict) -> Detected:
+    """Boxes and the crops of one image."""
+    boxes, scores = detect_boxes(models, image.normalised, config["tiling"])
+    geometries = [window_for_box(box, models.margin) for box in boxes]
+    background = background_level(image.normalised)
+    crops = np.zeros((len(boxes), CROP_SIZE, CROP_SIZE), np.float32)
+    for i, geometry in enumerate(geometries):
+        crops[i] = crop_image(image.normalised, geometry, background)
+    return Detected(image, boxes, scores, geometries, crops)
+
+
+def segment_crops(models: Models, crops: np.ndarray, batch_size: int) -> np.ndarray:
+    """Class probabilities ``(N, 4, 88, 88)`` float32 of crops ``(N, 88, 88)``.
+
+    Every U-Net call gets exactly ``batch_size`` crops (the last one padded with blank crops), so
+    a crop's result does not depend on which other images share its batch: resumed and
+    uninterrupted runs give the same masks.
+    """
+    out = np.zeros((len(crops), CLASSES, CROP_SIZE, CROP_SIZE), np.float32)
+    for start in range(0, len(crops), batch_size):
+        chunk = crops[start : start + batch_size]
+        padded = np.zeros((batch_size, CROP_SIZE, CROP_SIZE), np.float32)
+        padded[: len(chunk)] = chunk
+        out[start : start + len(chunk)] = np.asarray(models.segment(padded))[: len(chunk)]
+    return out
+
+
+def build_result(
+    detected: Detected, probabilities: np.ndarray, config: dict, pixel_size: float | None
+) -> ImageResult:
+    """Instances and table of one image from its crops' class probabilities."""
+    image = detected.image
+    shape = image.normalised.shape
+    windows = []
+    for index, (geometry, crop_probabilities) in enumerate(
+        zip(detected.geometries, probabilities, strict=True)
+    ):
+        maps, (x0, y0, x1, y1) = probabilities_to_image(crop_probabilities, geometry, shape)
+        if x1 > x0 and y1 > y0:
+            windows.append(
+                Window(
+                    probabilities=maps,
+                    row0=y0,
+                    col0=x0,
+                    box=detected.boxes[index],
+                    detector_score=float(detected.scores[index]),
+                    cluster_id=index + 1,
+                )
+            )
+    instances = stitch(windows, **config["stitch"])
+    table = measure(instances, image.channels, image.job.slide, image.job.image, pixel_size)
+    return ImageResult(image.job, shape, instances, table, image.normalised, image.notes)
+
+
+def process_image(
+    job: ImageJob, models: Models, config: dict, pixel_size: float | None = None
+) -> ImageResult:
+    """Everything for one image, nothing written (for engines that spread images over workers).
+    Raises InputError for bad input."""
+    started = time.perf_counter()
+    image = load_image(job, config["polarity"])
+    loaded = time.perf_counter()
+    detected = detect_image(image, models, config)
+    found = time.perf_counter()
+    probabilities = segment_crops(models, detected.crops, config["segmenter"]["batch_size"])
+    segmented = time.perf_counter()
+    result = build_result(detected, probabilities, config, pixel_size)
+    result.seconds = {
+        "read": loaded - started,
+        "detect": found - loaded,
+        "segment": segmented - found,
+        "stitch_measure": time.perf_counter() - segmented,
+    }
+    return result
+
+
+def output_paths(out_dir: Path, key: str) -> dict[str, Path]:
+    return {name: out_dir / "images" / f"{key}{suffix}" for name, suffix in OUTPUT_SUFFIXES.items()}
+
+
+def fingerprint(job: ImageJob, models: Models, config: dict, pixel_size: float | None) -> str:
+    """Hash of everything an image's outputs depend on (not batch sizes or workers)."""
+    settings = {key: value for key, value in config.items() if key != "batch"}
+    settings["segmenter"] = {k: v for k, v in settings["segmenter"].items() if k != "batch_size"}
+    text = json.dumps(
+        {
+            "version": __version__,
+            "image": job.image,
+            "file": str(job.path.resolve()),
+            "channels": {name: str(path.resolve()) for name, path in job.channels.items()},
+            "config": settings,
+            "margin": models.margin,
+            "models": models.info,
+            "pixel_size": pixel_size,
+        },
+        sort_keys=True,
+    )
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def write_image_outputs(result: ImageResult, out_dir: Path, stamp: str) -> dict:
+    """Write one image's table, label TIFF, overlay and, last, its record; returns the record."""
+    paths = output_paths(out_dir, result.job.key)
+    started = time.perf_counter()
+    write_table(paths["table"], result.table)
+    write_label_tiff(paths["labels"], result.instances, result.shape)
+    write_overlay(paths["overlay"], result.normalised, result.instances)
+    scores = [i.detector_score * i.segmenter_score for i in result.instances]
+    seconds = {**result.seconds, "write": time.perf_counter() - started}
+    record = {
+        "image": result.job.image,
+        "slide": result.job.slide,
+        "file_name": result.job.image,
+        "width": result.shape[1],
+        "height": result.shape[0],
+        "fingerprint": stamp,
+        "chromosomes": len(result.instances),
+        "notes": result.notes,
+        "seconds": {name: round(value, 4) for name, value in seconds.items()},
+        "annotations": coco_annotations(result.instances, result.shape, scores),
+    }
+    write_json(paths["record"], record)
+    return record
+
+
+def read_record(out_dir: Path, job: ImageJob, stamp: str) -> dict | None:
+    """The record of an image whose outputs are all there and were made with ``stamp``."""
+    paths = output_paths(out_dir, job.key)
+    if not all(path.is_file() for path in paths.values()):
+        return None
+    try:
+        record = json.loads(paths["record"].read_text())
+    except (OSError, json.JSONDecodeError):
+        return None
+    return record if record.get("fingerprint") == stamp else None
+
+
+@dataclass
+class RunSummary:
+    """What a run did: counts, time, where the outputs are, and the failures."""
+
+    out_dir: Path
+    images: int = 0
+    done: int = 0
+    resumed: int = 0
+    failed: int = 0
+    chromosomes: int = 0
+    seconds: float = 0.0
+    errors: list[str] = field(default_factory=list)
+
+    @property
+    def exit_code(self) -> int:
+        return 1 if self.failed else 0
+
+    def text(self) -> str:
+        """The one-screen summary printed at the end of a run."""
+        per_image = self.seconds / self.done if self.done else 0.0
+        lines = [
+            f"chromoseg run: {self.images} images: {self.done} processed, {self.resumed} already "
+            f"done (--resume), {self.failed} failed",
+            f"  chromosomes: {self.chromosomes} in {self.done + self.resumed} images",
+            f"  time: {self.seconds:.1f} s ({per_image:.2f} s per processed image)",
+            f"  outputs: {self.out_dir}/ (chromosomes.csv, instances.json, run.json, images/)",
+        ]
+        if self.errors:
+            lines.append(f"  failed images ({self.failed}), also in run.json:")
+            lines += [f"    {error}" for error in self.errors[:10]]
+            if len(self.errors) > 10:
+                lines.append(f"    ... and {len(self.errors) - 10} more")
+        return "\n".join(lines)
+
+
+def versions() -> dict:
+    import cv2
+    import skimage
+
+    out = {
+        "chromoseg": __version__,
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+        "numpy": np.__version__,
+        "pandas": pd.__version__,
+        "opencv": cv2.__version__,
+        "scikit-image": skimage.__version__,
+    }
+    if "torch" in sys.modules:
+        out["torch"] = sys.modules["torch"].__version__
+    return out
+
+
+def assemble(jobs: list[ImageJob], out_dir: Path, records: dict[str, dict], header: list[str]):
+    """Write the batch table and instances.json from the per-image files of ``records``
+    (image -> record), in job order. Returns the number of chromosomes."""
+    lines = [",".join(header) + "\n"]
+    images = []
+    for job in jobs:
+        record = records.get(job.image)
+        if record is None:
+            continue
+        text = output_paths(out_dir, job.key)["table"].read_text()
+        lines.append(text.split("\n", 1)[1])
+        images.append(record)
+    write_bytes(out_dir / "chromosomes.csv", "".join(lines).encode())
+    write_json(out_dir / "instances.json", coco_document(images))
+    return sum(record["chromosomes"] for record in images)
+
+
+class _BatchRun:
+    """The state of one ``run_batch`` call: outputs so far, manifest, summary, progress bar."""
+
+    def __init__(self, jobs, models, config, out_dir, pixel_size, workers, command, quiet):
+        from tqdm import tqdm
+
+        self.tqdm = tqdm
+        self.jobs, self.models, self.config = jobs, models, config
+        self.out_dir, self.pixel_size, self.workers = out_dir, pixel_size, max(1, workers)
+        self.started = time.perf_counter()
+        self.summary = RunSummary(out_dir=out_dir, images=len(jobs))
+        self.stamps = {job.image: fingerprint(job, models, config, pixel_size) for job in jobs}
+        self.entries: dict[str, dict] = {}
+        self.records: dict[str, dict] = {}
+        self.quiet = quiet
+        self.manifest = {
+            "command": command,
+            "started": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+            "versions": versions(),
+            "config": config,
+            "crop_margin": models.margin,
+            "pixel_size_um": pixel_size,
+            "models": models.info,
+            "images": [],
+            "errors": [],
+        }
+
+    def entry(self, job: ImageJob, status: str, error: str | None = None, record=None) -> dict:
+        outputs = output_paths(self.out_dir, job.key) if error is None else {}
+        return {
+            "image": job.image,
+            "slide": job.slide,
+            "file": str(job.path),
+            "status": status,
+            "error": error,
+            "chromosomes": record["chromosomes"] if record else None,
+            "notes": record["notes"] if record else [],
+            "seconds": record["seconds"] if record and status == "done" else {},
+            "outputs": {
+                name: str(path.relative_to(self.out_dir)) for name, path in outputs.items()
+            },
+        }
+
+    def fail(self, job: ImageJob, error: BaseException) -> None:
+        message = one_line(error)
+        if str(job.path) not in message:
+            message = f"{job.image}: {message}"
+        self.entries[job.image] = self.entry(job, "failed", message)
+        self.summary.failed += 1
+        self.summary.errors.append(message)
+        self.tqdm.write(f"chromoseg: {message}", file=sys.stderr)
+
+    def succeed(self, job: ImageJob, record: dict, status: str) -> None:
+        self.records[job.image] = record
+        self.entries[job.image] = self.entry(job, status, record=record)
+        if status == "done":
+            self.summary.done += 1
+        else:
+            self.summary.resumed += 1
+
+    def write_manifest(self) -> None:
+        self.manifest["images"] = [
+            self.entries[job.image] for job in self.jobs if job.image in self.entries
+        ]
+        self.manifest["errors"] = self.summary.errors
+        self.manifest["seconds"] = round(time.perf_counter() - self.started, 3)
+        write_json(self.out_dir / "run.json", self.manifest)
+
+    def load(self, job: ImageJob):
+        """(job, LoadedImage or the exception, seconds)."""
+        started = time.perf_counter()
+        try:
+            image = load_image(job, self.config["polarity"])
+        except Exception as error:  # one bad image must not stop the batch
+            image = error
+        return job, image, time.perf_counter() - started
+
+    def finish(self, detected: Detected, probabilities: np.ndarray, seconds: dict):
+        """(job, record or the exception)."""
+        job = detected.image.job
+        try:
+            started = time.perf_counter()
+            result = build_result(detected, probabilities, self.config, self.pixel_size)
+            result.seconds = {**seconds, "stitch_measure": time.perf_counter() - started}
+            return job, write_image_outputs(result, self.out_dir, self.stamps[job.image])
+        except Exception as error:
+            return job, error
+
+    def process(self, batch: list[ImageJob], pool: ThreadPoolExecutor, progress) -> None:
+        """One batch of images: load (threads), detect, segment together, finish (threads)."""
+        detected, seconds = [], []
+        for job, image, read_seconds in pool.map(self.load, batch):
+            try:
+                if isinstance(image, BaseException):
+                    raise image
+                before = time.perf_counter()
+                detected.append(detect_image(image, self.models, self.config))
+                seconds.append({"read": read_seconds, "detect": time.perf_counter() - before})
+            except Exception as error:
+                self.fail(job, error)
+                progress.update()
+        counts = [len(item.crops) for item in detected]
+        before = time.perf_counter()
+        probabilities = segment_crops(
+            self.models,
+            np.concatenate([item.crops for item in detected])
+            if detected
+            else np.zeros((0, CROP_SIZE, CROP_SIZE), np.float32),
+            self.config["segmenter"]["batch_size"],
+        )
+        segment_seconds = time.perf_counter() - before
+        offsets = np.cumsum([0, *counts])
+        for item_seconds, count in zip(seconds, counts, strict=True):
+            item_seconds["segment"] = segment_seconds * count / max(1, sum(counts))
+        outcomes = pool.map(
+            self.finish,
+            detected,
+            [probabilities[offsets[i] : offsets[i + 1]] for i in range(len(detected))],
+            seconds,
+        )
+        for job, outcome in outcomes:
+            if isinstance(outcome, BaseException):
+                self.fail(job, outcome)
+            else:
+                self.succeed(job, outcome, "done")
+            progress.update()
+
+    def run(self, resume: bool) -> RunSummary:
+        todo = []
+        for job in self.jobs:
+            record = read_record(self.out_dir, job, self.stamps[job.image]) if resume else None
+            if record is None:
+                todo.append(job)
+            else:
+                self.succeed(job, record, "resumed")
+        progress = self.tqdm(
+            total=len(self.jobs), initial=self.summary.resumed, unit="image", disable=self.quiet
+        )
+        size = max(1, int(self.config["batch"]["images"]))
+        with ThreadPoolExecutor(max_workers=self.workers) as pool:
+            for first in range(0, len(todo), size):
+                self.process(todo[first : first + size], pool, progress)
+                self.write_manifest()
+        progress.close()
+        channels = list(self.jobs[0].channels) if self.jobs else []
+        header = column_names(channels, self.pixel_size is not None)
+        self.summary.chromosomes = assemble(self.jobs, self.out_dir, self.records, header)
+        self.summary.seconds = time.perf_counter() - self.started
+        self.manifest["finished"] = datetime.now(timezone.utc).isoformat(timespec="seconds")
+        self.write_manifest()
+        return self.summary
+
+
+def run_batch(
+    jobs: list[ImageJob],
+    models: Models,
+    config: dict,
+    out_dir: str | Path,
+    pixel_size: float | None = None,
+    resume: bool = False,
+    quiet: bool = False,
+    workers: int = 1,
+    command: list[str] | None = None,
+) -> RunSummary:
+    """Process ``jobs`` into ``out_dir`` (module docstring); never raises for a bad image.
+
+    ``workers`` threads read images and stitch/measure/write them, overlapping with the models.
+    """
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    return _BatchRun(jobs, models, config, out_dir, pixel_size, workers, command, quiet).run(resume)

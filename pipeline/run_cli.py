@@ -1,0 +1,203 @@
+"""``chromoseg run`` and ``chromoseg eval pipeline`` (registered by pipeline.cli)."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from pipeline import InputError
+
+SAMPLES = Path(__file__).resolve().parent.parent / "data" / "samples"
+DEFAULT_OUT = "chromoseg-results"
+
+
+def _positive_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1.0
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}")
+    return value
+
+
+def _add_model_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--config", help="pipeline YAML (see configs/pipeline.yaml; any subset)")
+    parser.add_argument(
+        "--detector-model",
+        metavar="DIR",
+        help="detector model folder (default: the config's, else the shipped model)",
+    )
+    parser.add_argument(
+        "--segmenter-model",
+        metavar="DIR",
+        help="segmenter model folder (default: the config's, else the shipped model)",
+    )
+    parser.add_argument(
+        "--device",
+        choices=("cpu", "cuda"),
+        default=None,
+        help="where the models run (default: cuda if available, else cpu)",
+    )
+
+
+def register(groups) -> None:
+    """Add ``run`` and ``eval pipeline`` (see pipeline.cli)."""
+    run = groups["top"].add_parser(
+        "run",
+        help="whole metaphase images in: separated chromosomes, tables and masks out",
+        description="Detect chromosome clusters, separate overlapping chromosomes, measure each "
+        "chromosome and write tables (CSV), COCO instances, label TIFFs, overlays and run.json. "
+        "Exit status: 0 all images done, 1 some images failed (each named on stderr and in "
+        "run.json; the others are done), 2 bad command line, config or model.",
+    )
+    run.add_argument(
+        "inputs",
+        nargs="*",
+        metavar="INPUT",
+        help="image files, folders "
+        "(searched recursively; one folder = one slide) or glob patterns "
+        f"(default: the sample images in {SAMPLES})",
+    )
+    run.add_argument(
+        "--out",
+        metavar="DIR",
+        default=DEFAULT_OUT,
+        help=f"output folder (default: ./{DEFAULT_OUT})",
+    )
+    run.add_argument(
+        "--pixel-size",
+        type=_positive_float,
+        metavar="UM",
+        help="µm per pixel: adds µm and µm² columns",
+    )
+    run.add_argument(
+        "--channel",
+        action="append",
+        default=[],
+        metavar="NAME=PATTERN",
+        help="an extra channel to measure under each chromosome, found beside "
+        "each image by file name: {stem} is the image's name without suffix, e.g. "
+        "fish={stem}_fish.tif (repeatable)",
+    )
+    run.add_argument(
+        "--resume",
+        action="store_true",
+        help="skip images whose outputs in --out are complete (same settings)",
+    )
+    run.add_argument(
+        "--workers",
+        type=int,
+        default=1,
+        metavar="N",
+        help="threads that read, stitch, measure and write images (default 1)",
+    )
+    run.add_argument("--quiet", action="store_true", help="no progress bar and no summary")
+    _add_model_options(run)
+    run.set_defaults(func=run_command)
+
+    evaluate = groups["eval"].add_parser(
+        "pipeline",
+        help="end-to-end instance F1, IoU and count error on labelled metaphases",
+        description="Evaluate detector + segmenter + stitching on ADIR-format labelled images "
+        "(held-out test slides of the split file; every image of a folder whose slides it does "
+        "not know), with the Otsu + connected-components baseline on the same images.",
+    )
+    evaluate.add_argument("--data", required=True, metavar="DIR", help="ADIR-format folder")
+    evaluate.add_argument("--json", metavar="OUT", help="write every figure to this JSON file")
+    evaluate.add_argument(
+        "--part",
+        default="test",
+        choices=("train", "val", "test"),
+        help="which slides of the split (default: test)",
+    )
+    _add_model_options(evaluate)
+    evaluate.set_defaults(func=eval_command)
+
+
+def _config_and_models(args):
+    from pipeline.config import load_config
+    from pipeline.models import load_models
+
+    overrides = {}
+    if args.detector_model:
+        overrides["detector"] = {"model": args.detector_model}
+    if args.segmenter_model:
+        overrides["segmenter"] = {"model": args.segmenter_model}
+    config = load_config(args.config, **overrides)
+    import torch
+
+    device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
+    if device == "cuda" and not torch.cuda.is_available():
+        raise InputError("--device cuda: no CUDA device available")
+    return config, load_models(config, device)
+
+
+def run_command(args) -> int:
+    from pipeline.inputs import find_jobs, parse_channels
+    from pipeline.run import run_batch
+
+    if args.workers < 1:
+        raise InputError("--workers must be at least 1")
+    inputs = args.inputs or [str(SAMPLES)]
+    if not args.inputs and not SAMPLES.is_dir():
+        raise InputError(f"no INPUT given and no sample images in {SAMPLES}")
+    jobs = find_jobs(inputs, parse_channels(args.channel))
+    config, models = _config_and_models(args)
+    summary = run_batch(
+        jobs,
+        models,
+        config,
+        Path(args.out),
+        pixel_size=args.pixel_size,
+        resume=args.resume,
+        quiet=args.quiet,
+        workers=args.workers,
+        command=sys.argv,
+    )
+    if not args.quiet:
+        print(summary.text())
+    return summary.exit_code
+
+
+def eval_command(args) -> int:
+    from tqdm import tqdm
+
+    from pipeline.adir import find_images, select
+    from pipeline.evaluate import evaluate
+
+    images = select(find_images(args.data), args.part)
+    config, models = _config_and_models(args)
+    results = evaluate(images, models, config, progress=lambda items: tqdm(items, unit="image"))
+    results = {
+        "data": str(args.data),
+        "part": args.part,
+        "models": models.info,
+        "crop_margin": models.margin,
+        "config": config,
+        **results,
+    }
+    rows = [
+        ("pipeline", results["pipeline"]),
+        ("baseline (Otsu + components)", results["baseline"]),
+    ]
+    print(f"{len(images)} metaphases ({args.part} slides of {args.data})")
+    print(
+        f"{'':30} {'precision':>9} {'recall':>7} {'F1':>6} {'mean IoU':>8} {'|count err|<=1':>14}"
+    )
+    for name, figures in rows:
+        print(
+            f"{name:30} {figures['precision']:9.3f} {figures['recall']:7.3f} "
+            f"{figures['f1']:6.3f} {figures['mean_matched_iou']:8.3f} "
+            f"{figures['count_error']['within_1']:14.1%}"
+        )
+    print(
+        f"count error (predicted - true) per metaphase: "
+        f"{results['pipeline']['count_error']['histogram']}"
+    )
+    if args.json:
+        from pipeline.outputs import write_json
+
+        write_json(Path(args.json), results)
+    return 0

@@ -1,0 +1,227 @@
+"""From the U-Net's per-crop class probabilities to chromosome instances in full-image coordinates.
+
+Each detector box gives one *window*: the segmenter's class probabilities (0 background,
+1 chromosome A, 2 chromosome B, 3 overlap) resized back to the crop's square window and placed in
+the image (``segmenter.crops`` does the geometry). Within a window, after the argmax:
+
+- the instances are the 8-connected pieces of ``A | overlap`` and of ``B | overlap``, so overlap
+  pixels belong to every chromosome lying there;
+- a piece is dropped when it has fewer than ``min_fragment_pixels`` pixels (default 20, the size
+  below which DESIGN.md treats a labelled component as noise), when it holds no pixel of its own
+  class (overlap only), or when less than ``min_inside_fraction`` (default 0.5) of it lies inside
+  its detector box: such pieces are neighbours caught in the crop's margin, found again, whole, in
+  their own box.
+
+Across windows whose boxes overlap, the same chromosome found twice (mask IoU >= ``duplicate_iou``,
+default 0.5) is kept once: the copy with the higher segmenter confidence, carrying the higher of
+the two detector scores.
+
+Masks are stored box-local (``Instance.mask`` over rows ``row0:row0+h``, cols ``col0:col0+w``), so
+memory grows with the number of chromosomes, not with the image size.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+
+import cv2
+import numpy as np
+
+BACKGROUND, CHROMOSOME_A, CHROMOSOME_B, OVERLAP = 0, 1, 2, 3
+MIN_FRAGMENT_PIXELS = 20
+MIN_INSIDE_FRACTION = 0.5
+DUPLICATE_IOU = 0.5
+
+
+@dataclass(frozen=True)
+class Window:
+    """One detector box's segmentation in image coordinates.
+
+    ``probabilities``: float32 ``(4, h, w)`` for image rows ``row0:row0+h`` and columns
+    ``col0:col0+w`` (inside the image). ``box``: the detector box, float32 ``(4,)`` x0, y0, x1, y1
+    in pixel edges. ``cluster_id``: the box's id in the image (1..M).
+    """
+
+    probabilities: np.ndarray
+    row0: int
+    col0: int
+    box: np.ndarray
+    detector_score: float
+    cluster_id: int
+
+
+@dataclass(frozen=True)
+class Instance:
+    """One chromosome: bool ``mask`` ``(h, w)`` tight around it, its top-left pixel ``row0, col0``
+    in the image, the detector box it came from, and the two confidences in [0, 1].
+
+    ``segmenter_score`` is the mean, over the chromosome's pixels, of the probability of the class
+    predicted at that pixel.
+    """
+
+    row0: int
+    col0: int
+    mask: np.ndarray
+    cluster_id: int
+    detector_score: float
+    segmenter_score: float
+
+    @property
+    def box(self) -> tuple[int, int, int, int]:
+        """x0, y0, x1, y1 in pixel edges (x1 = last column + 1)."""
+        height, width = self.mask.shape
+        return self.col0, self.row0, self.col0 + width, self.row0 + height
+
+    @property
+    def area(self) -> int:
+        return int(self.mask.sum())
+
+    def full_mask(self, shape: tuple[int, int]) -> np.ndarray:
+        """The mask as bool ``shape`` (the whole image)."""
+        out = np.zeros(shape, bool)
+        x0, y0, x1, y1 = self.box
+        out[y0:y1, x0:x1] = self.mask
+        return out
+
+
+def tight(mask: np.ndarray, row0: int = 0, col0: int = 0) -> tuple[int, int, np.ndarray]:
+    """Crop a bool mask to its nonzero rows/cols: ``(row0', col0', cropped)``; mask must be
+    non-empty."""
+    rows = np.flatnonzero(mask.any(axis=1))
+    cols = np.flatnonzero(mask.any(axis=0))
+    cropped = mask[rows[0] : rows[-1] + 1, cols[0] : cols[-1] + 1]
+    return row0 + int(rows[0]), col0 + int(cols[0]), cropped
+
+
+def instances_from_masks(masks: np.ndarray) -> list[Instance]:
+    """Instances from full-image bool masks ``(N, H, W)`` (ground truth, baselines); scores 1,
+    cluster ids 0. Empty masks are skipped."""
+    out = []
+    for mask in masks:
+        if mask.any():
+            row0, col0, cropped = tight(mask)
+            out.append(Instance(row0, col0, cropped.copy(), 0, 1.0, 1.0))
+    return out
+
+
+def window_instances(
+    window: Window,
+    min_fragment_pixels: int = MIN_FRAGMENT_PIXELS,
+    min_inside_fraction: float = MIN_INSIDE_FRACTION,
+) -> list[Instance]:
+    """The chromosomes of one window (see the module docstring for the rules)."""
+    probabilities = window.probabilities
+    labels = probabilities.argmax(axis=0)
+    confidence = probabilities.max(axis=0)
+    height, width = labels.shape
+    x0, y0, x1, y1 = window.box
+    rows = np.arange(height)[:, None] + window.row0 + 0.5
+    cols = np.arange(width)[None, :] + window.col0 + 0.5
+    inside = (rows > y0) & (rows < y1) & (cols > x0) & (cols < x1)
+    overlap = labels == OVERLAP
+    out = []
+    for chromosome_class in (CHROMOSOME_A, CHROMOSOME_B):
+        own = labels == chromosome_class
+        count, pieces = cv2.connectedComponents((own | overlap).astype(np.uint8), connectivity=8)
+        for index in range(1, count):
+            piece = pieces == index
+            area = int(piece.sum())
+            if area < min_fragment_pixels or not (own & piece).any():
+                continue
+            if (piece & inside).sum() < min_inside_fraction * area:
+                continue
+            row0, col0, cropped = tight(piece, window.row0, window.col0)
+            out.append(
+                Instance(
+                    row0=row0,
+                    col0=col0,
+                    mask=cropped,
+                    cluster_id=window.cluster_id,
+                    detector_score=float(window.detector_score),
+                    segmenter_score=float(confidence[piece].mean()),
+                )
+            )
+    return out
+
+
+def mask_iou(a: Instance, b: Instance) -> float:
+    """IoU of two instances' masks (0 when their boxes do not meet)."""
+    intersection = intersection_pixels(a, b)
+    if intersection == 0:
+        return 0.0
+    return intersection / (a.area + b.area - intersection)
+
+
+def intersection_pixels(a: Instance, b: Instance) -> int:
+    """Pixels two instances share."""
+    ax0, ay0, ax1, ay1 = a.box
+    bx0, by0, bx1, by1 = b.box
+    x0, y0, x1, y1 = max(ax0, bx0), max(ay0, by0), min(ax1, bx1), min(ay1, by1)
+    if x0 >= x1 or y0 >= y1:
+        return 0
+    part_a = a.mask[y0 - ay0 : y1 - ay0, x0 - ax0 : x1 - ax0]
+    part_b = b.mask[y0 - by0 : y1 - by0, x0 - bx0 : x1 - bx0]
+    return int((part_a & part_b).sum())
+
+
+def boxes_meet(boxes: np.ndarray) -> np.ndarray:
+    """bool ``(N, N)``: whether integer boxes ``(N, 4)`` x0, y0, x1, y1 share any pixel."""
+    x0, y0, x1, y1 = (boxes[:, i] for i in range(4))
+    return (np.maximum(x0[:, None], x0[None]) < np.minimum(x1[:, None], x1[None])) & (
+        np.maximum(y0[:, None], y0[None]) < np.minimum(y1[:, None], y1[None])
+    )
+
+
+def merge_duplicates(instances: list[Instance], duplicate_iou: float = DUPLICATE_IOU) -> list:
+    """Keep one copy of each chromosome found more than once (mask IoU >= ``duplicate_iou``).
+
+    The copy with the higher segmenter confidence wins and takes the higher detector score.
+    Returns the kept instances in the order of the input.
+    """
+    if not instances:
+        return []
+    order = sorted(
+        range(len(instances)),
+        key=lambda i: (-instances[i].segmenter_score, instances[i].box, i),
+    )
+    meet = boxes_meet(np.array([instance.box for instance in instances]))
+    kept: dict[int, Instance] = {}
+    for index in order:
+        candidate = instances[index]
+        duplicate_of = next(
+            (
+                k
+                for k in kept
+                if meet[index, k] and mask_iou(candidate, instances[k]) >= duplicate_iou
+            ),
+            None,
+        )
+        if duplicate_of is None:
+            kept[index] = candidate
+        elif candidate.detector_score > kept[duplicate_of].detector_score:
+            kept[duplicate_of] = replace(
+                kept[duplicate_of], detector_score=candidate.detector_score
+            )
+    return [kept[i] for i in sorted(kept)]
+
+
+def in_reading_order(instances: list[Instance]) -> list[Instance]:
+    """Instances sorted top to bottom, then left to right (box corner), then by size: the order
+    that numbers chromosomes 1..N, the same on every run."""
+    return sorted(instances, key=lambda inst: (inst.row0, inst.col0, -inst.area, inst.cluster_id))
+
+
+def stitch(
+    windows: list[Window],
+    min_fragment_pixels: int = MIN_FRAGMENT_PIXELS,
+    min_inside_fraction: float = MIN_INSIDE_FRACTION,
+    duplicate_iou: float = DUPLICATE_IOU,
+) -> list[Instance]:
+    """All chromosomes of an image from its windows, duplicates merged, in reading order (the
+    chromosome id of ``result[i]`` is ``i + 1``)."""
+    found = [
+        instance
+        for window in windows
+        for instance in window_instances(window, min_fragment_pixels, min_inside_fraction)
+    ]
+    return in_reading_order(merge_duplicates(found, duplicate_iou))

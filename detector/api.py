@@ -17,12 +17,13 @@ import torch
 import yaml
 
 from detector.model import build_model
+from pipeline import InputError
 
 PRETRAINED = Path(__file__).resolve().parent / "pretrained"
 CONFIG_FILE, WEIGHTS_FILE, THRESHOLDS_FILE = "config.yaml", "weights.pt", "thresholds.json"
 
 
-class ModelError(ValueError):
+class ModelError(InputError):
     """A model folder that cannot be loaded, with a one-line message for the user."""
 
 

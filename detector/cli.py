@@ -49,43 +49,31 @@ def register(groups) -> None:
     detect.set_defaults(func=run_detect)
 
 
-def fail(message: str) -> int:
-    print(f"chromoseg: error: {message}", file=sys.stderr)
-    return 2
-
-
 def run_train(args) -> int:
     import yaml
 
     from detector.train import train
-    from pipeline.adir import DatasetError
+    from pipeline import InputError
 
     try:
         config = yaml.safe_load(Path(args.config).read_text())
     except (OSError, yaml.YAMLError) as error:
-        return fail(f"cannot read config {args.config}: {error}")
-    try:
-        folder = train(config, args.data, args.out, args.epochs, args.resume, args.device)
-    except DatasetError as error:
-        return fail(str(error))
+        raise InputError(f"cannot read config {args.config}: {error}") from error
+    folder = train(config, args.data, args.out, args.epochs, args.resume, args.device)
     print(f"model folder: {folder}")
     print((folder / "metrics.json").read_text())
     return 0
 
 
 def run_eval(args) -> int:
-    from detector.api import ModelError, load_model
+    from detector.api import load_model
     from detector.evaluate import evaluate
     from pipeline import adir
 
-    try:
-        model = load_model(args.model, args.device)
-        items = adir.find_images(args.data)
-        chosen = adir.select(items, args.part)
-    except (ModelError, adir.DatasetError) as error:
-        return fail(str(error))
+    model = load_model(args.model, args.device)
+    chosen = adir.select(adir.find_images(args.data), args.part)
     if not chosen:
-        return fail(f"no labelled images of the {args.part} slides under {args.data}")
+        raise adir.DatasetError(f"no labelled images of the {args.part} slides under {args.data}")
     metrics, predictions = evaluate(model, chosen, args.part)
     text = json.dumps(metrics, indent=2)
     Path(args.json).parent.mkdir(parents=True, exist_ok=True)
@@ -124,21 +112,18 @@ def overlay(image, boxes):
 def run_detect(args) -> int:
     import cv2
 
-    from detector.api import ModelError, detect, load_model
+    from detector.api import detect, load_model
     from pipeline.imageio import ImageReadError, normalise, read_image
 
-    try:
-        model = load_model(args.model, args.device)
-    except ModelError as error:
-        return fail(str(error))
+    model = load_model(args.model, args.device)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     failures = 0
     for path in expand(args.inputs):
         try:
             image = normalise(read_image(path), args.polarity)
-        except ImageReadError as error:
-            fail(str(error))
+        except ImageReadError as error:  # report it and go on with the other images
+            print(f"chromoseg: error: {error}", file=sys.stderr)
             failures += 1
             continue
         boxes, scores = detect(model, image, args.threshold)

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 import os
+import warnings
 from collections.abc import Callable
 from pathlib import Path
 
@@ -210,4 +211,6 @@ def decode_segmentation(annotation: dict) -> np.ndarray:
     """bool ``(H, W)`` mask of a COCO annotation written by ``coco_annotations``."""
     rle = dict(annotation["segmentation"])
     rle["counts"] = rle["counts"].encode()
-    return coco_mask.decode(rle).astype(bool)
+    with warnings.catch_warnings():  # pycocotools 2.0.x: a NumPy 2 copy-keyword deprecation
+        warnings.simplefilter("ignore", DeprecationWarning)
+        return coco_mask.decode(rle).astype(bool)

@@ -1,0 +1,277 @@
+"""The batch engine and ``chromoseg run``: inputs, outputs, bad input, resume, determinism."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pandas as pd
+import pytest
+import tifffile
+from test_pipeline_helpers import (
+    BRIGHT,
+    DIM,
+    crossing_pair,
+    fake_models,
+    paint,
+    scattered_bars,
+    test_config,
+)
+
+from pipeline import InputError
+from pipeline.cli import main
+from pipeline.inputs import find_jobs, parse_channels
+from pipeline.outputs import decode_segmentation, read_label_tiff, write_atomic
+from pipeline.run import run_batch
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def metaphase(index: int, shape=(160, 200)) -> np.ndarray:
+    """Seven bars, four of them in crossing pairs. (Seed 1 would leave the fake segmenter a
+    29-pixel rim that counts as an eighth chromosome: the seeds start at 2.)"""
+    return scattered_bars(shape, 3, 2, seed=index + 2)[0]
+
+
+def make_slides(folder: Path, count: int = 5) -> list[Path]:
+    paths = []
+    for i in range(count):
+        path = folder / f"slide{i % 2}" / f"m{i}.png"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        cv2.imwrite(str(path), metaphase(i))
+        paths.append(path)
+    return paths
+
+
+def run(folder: Path, out: Path, models=None, **options):
+    jobs = find_jobs([str(folder)], parse_channels(options.pop("channels", [])))
+    return run_batch(jobs, models or fake_models(), test_config(), out, quiet=True, **options)
+
+
+def test_inputs_folders_globs_files_and_what_is_skipped(tmp_path):
+    make_slides(tmp_path / "data", 3)
+    adir = tmp_path / "data" / "A01__XY"
+    adir.mkdir()
+    cv2.imwrite(str(adir / "A0101XYD.tif"), metaphase(0))
+    cv2.imwrite(str(adir / "A0101XYK.tif"), metaphase(1))  # ADIR labels: skipped
+    cv2.imwrite(str(adir / "A0101XYD_fish.tif"), metaphase(2))  # its extra channel
+    (tmp_path / "data" / "notes.txt").write_text("not an image")  # folders: images only
+    jobs = find_jobs([str(tmp_path / "data")], parse_channels(["fish={stem}_fish.tif"]))
+    assert [job.image for job in jobs] == [
+        "A01__XY/A0101XYD.tif",
+        "slide0/m0.png",
+        "slide0/m2.png",
+        "slide1/m1.png",
+    ]
+    assert [job.slide for job in jobs] == ["A01__XY", "slide0", "slide0", "slide1"]
+    assert jobs[0].channels == {"fish": adir / "A0101XYD_fish.tif"}
+    assert jobs[1].key == "slide0/m0"
+    globbed = find_jobs([str(tmp_path / "data" / "slide*" / "*.png")])
+    assert [job.image for job in globbed] == ["slide0/m0.png", "slide0/m2.png", "slide1/m1.png"]
+    both = find_jobs(
+        [
+            str(tmp_path / "data" / "slide0"),
+            str(tmp_path / "data" / "slide1"),
+            str(tmp_path / "data" / "notes.txt"),
+            str(tmp_path / "missing.png"),
+        ]
+    )
+    assert [job.image for job in both] == ["m0.png", "m1.png", "m2.png", "missing.png", "notes.txt"]
+    cv2.imwrite(str(tmp_path / "m0.png"), metaphase(0))
+    clash = find_jobs([str(tmp_path / "data" / "slide0"), str(tmp_path / "m0.png")])
+    assert len({job.image for job in clash}) == len({job.key for job in clash}) == 3
+    with pytest.raises(InputError):
+        find_jobs([str(tmp_path / "data" / "*.jpg")])
+    for bad in (["fish"], ["fish=x.tif"], ["dapi={stem}.tif"], ["a b={stem}.tif"]):
+        with pytest.raises(InputError):
+            parse_channels(bad)
+
+
+def test_outputs_of_a_run(tmp_path):
+    make_slides(tmp_path / "data", 3)
+    summary = run(tmp_path / "data", tmp_path / "out", pixel_size=0.2)
+    assert summary.exit_code == 0 and summary.done == 3 and summary.chromosomes == 21
+    out = tmp_path / "out"
+    table = pd.read_csv(out / "chromosomes.csv")
+    assert len(table) == 21 and list(table["image"].unique()) == [
+        "slide0/m0.png",
+        "slide0/m2.png",
+        "slide1/m1.png",
+    ]
+    assert {"length_um", "area_um2", "mean_width_um"} <= set(table.columns)
+    coco = json.loads((out / "instances.json").read_text())
+    assert [image["file_name"] for image in coco["images"]] == list(table["image"].unique())
+    assert len(coco["annotations"]) == 21
+    for image in coco["images"]:
+        key = Path(image["file_name"]).with_suffix("")
+        planes = read_label_tiff(out / "images" / f"{key}.labels.tif")
+        assert planes.shape == (2, image["height"], image["width"])
+        per_image = pd.read_csv(out / "images" / f"{key}.csv")
+        annotations = [a for a in coco["annotations"] if a["image_id"] == image["id"]]
+        assert len(per_image) == len(annotations) == 7
+        for annotation in annotations:
+            mask = decode_segmentation(annotation)
+            chromosome = annotation["chromosome_id"]
+            assert ((planes[0] == chromosome) | (planes[1] == chromosome))[mask].all()
+            row = per_image[per_image["chromosome_id"] == chromosome].iloc[0]
+            assert row["area_px"] == mask.sum() == annotation["area"]
+        assert (out / "images" / f"{key}.overlay.png").is_file()
+    manifest = json.loads((out / "run.json").read_text())
+    assert [entry["status"] for entry in manifest["images"]] == ["done"] * 3
+    assert manifest["errors"] == [] and manifest["pixel_size_um"] == 0.2
+    assert manifest["images"][0]["outputs"]["overlay"] == "images/slide0/m0.overlay.png"
+    assert not list(out.rglob(".*tmp*"))
+
+
+def test_every_bad_input_fails_alone_with_one_clear_line(tmp_path, capsys):
+    data = tmp_path / "data"
+    good = make_slides(data, 1)[0]
+    image = metaphase(5)
+    (data / "zero.png").write_bytes(b"")
+    png = cv2.imencode(".png", image)[1].tobytes()
+    (data / "truncated.png").write_bytes(png[: len(png) // 2])
+    tifffile.imwrite(data / "whole.tif", image)
+    (data / "truncated.tif").write_bytes((data / "whole.tif").read_bytes()[:300])
+    (data / "whole.tif").unlink()
+    (data / "text.tif").write_text("this is not an image\n")
+    cv2.imwrite(str(data / "one_pixel.png"), np.zeros((1, 1), np.uint8))
+    cv2.imwrite(str(data / "blank.png"), np.full((50, 60), 77, np.uint8))
+    tifffile.imwrite(data / "sixteen.tif", image.astype(np.uint16) * 257)
+    rgb = np.repeat(image[..., None], 3, axis=2)
+    cv2.imwrite(str(data / "rgb.png"), rgb)
+    cv2.imwrite(str(data / "rgba.png"), np.dstack([rgb, np.full(image.shape, 255, np.uint8)]))
+    for name in ("sixteen", "rgb", "rgba", good.stem):
+        target = data / good.parent.name if name == good.stem else data
+        cv2.imwrite(str(target / f"{name}_fish.tif"), image // 2)
+    cv2.imwrite(str(data / "small_channel.png"), image)
+    cv2.imwrite(str(data / "small_channel_fish.tif"), image[:50])
+    cv2.imwrite(str(data / "no_channel.png"), image)
+    summary = run(data, tmp_path / "out", channels=["fish={stem}_fish.tif"])
+    failing = [
+        "blank.png",
+        "no_channel.png",
+        "one_pixel.png",
+        "small_channel.png",
+        "text.tif",
+        "truncated.png",
+        "truncated.tif",
+        "zero.png",
+    ]
+    assert summary.exit_code == 1
+    assert summary.failed == len(failing) and summary.done == 4
+    stderr = capsys.readouterr().err.strip().splitlines()
+    assert len(stderr) == len(failing)
+    for line, name in zip(stderr, failing, strict=True):
+        assert line.startswith("chromoseg: ") and name in line
+    manifest = json.loads((tmp_path / "out" / "run.json").read_text())
+    errors = {e["image"]: e["error"] for e in manifest["images"] if e["status"] == "failed"}
+    assert sorted(errors) == failing
+    assert "empty" in errors["zero.png"] and "blank" in errors["blank.png"]
+    assert "sizes must match" in errors["small_channel.png"]
+    assert "too small" in errors["one_pixel.png"]
+    assert "no such file" in errors["no_channel.png"]
+    assert all("\n" not in error for error in errors.values())
+    table = pd.read_csv(tmp_path / "out" / "chromosomes.csv")
+    counts = table.groupby("image").size().to_dict()
+    assert counts == {"rgb.png": 7, "rgba.png": 7, "sixteen.tif": 7, "slide0/m0.png": 7}
+    by_image = table.groupby("image")["fish_mean"].mean()
+    assert by_image["rgb.png"] == pytest.approx(by_image["sixteen.tif"])
+
+
+class Interrupt:
+    """A detector that is 'killed' (KeyboardInterrupt) on its ``at``-th call."""
+
+    def __init__(self, at: int):
+        self.calls, self.at = 0, at
+
+    def __call__(self, image):
+        self.calls += 1
+        if self.calls == self.at:
+            raise KeyboardInterrupt
+        return fake_models().detect(image)
+
+
+def test_resume_after_an_interrupted_run_gives_the_same_tables(tmp_path):
+    make_slides(tmp_path / "data", 5)
+    run(tmp_path / "data", tmp_path / "whole")
+    killed = fake_models()
+    killed.detect = Interrupt(at=4)  # batches of 2 images: the first batch is written
+    with pytest.raises(KeyboardInterrupt):
+        run(tmp_path / "data", tmp_path / "resumed", models=killed)
+    assert not (tmp_path / "resumed" / "chromosomes.csv").exists()
+    summary = run(tmp_path / "data", tmp_path / "resumed", resume=True)
+    assert summary.resumed == 2 and summary.done == 3
+    for name in ("chromosomes.csv", "instances.json"):
+        assert (tmp_path / "resumed" / name).read_bytes() == (
+            tmp_path / "whole" / name
+        ).read_bytes()
+    assert not list((tmp_path / "resumed").rglob(".*tmp*"))
+    again = run(tmp_path / "data", tmp_path / "resumed", resume=True)
+    assert again.resumed == 5 and again.done == 0
+
+
+def test_two_runs_give_identical_outputs(tmp_path):
+    make_slides(tmp_path / "data", 3)
+    run(tmp_path / "data", tmp_path / "a")
+    run(tmp_path / "data", tmp_path / "b", workers=2)
+    compared = 0
+    for path in sorted((tmp_path / "a").rglob("*")):
+        if path.is_file() and path.suffix != ".json" or path.name == "instances.json":
+            assert (
+                path.read_bytes()
+                == (tmp_path / "b" / path.relative_to(tmp_path / "a")).read_bytes()
+            )
+
+
+def test_a_failed_write_leaves_no_file(tmp_path):
+    def broken(temporary: Path):
+        temporary.write_text("half")
+        raise OSError("disk full")
+
+    with pytest.raises(OSError):
+        write_atomic(tmp_path / "table.csv", broken)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_cli_run_with_injected_models(tmp_path, monkeypatch, capsys):
+    shape = (120, 120)
+    first, second = crossing_pair(shape, (60, 60), 70, 20)
+    cv2.imwrite(str(tmp_path / "cross.png"), paint(shape, [(first, DIM), (second, BRIGHT)]))
+    (tmp_path / "broken.png").write_bytes(b"\x89PNG garbage")
+    monkeypatch.setattr("pipeline.models.load_models", lambda config, device: fake_models())
+    out = tmp_path / "out"
+    code = main(
+        [
+            "run",
+            str(tmp_path / "cross.png"),
+            str(tmp_path / "broken.png"),
+            "--out",
+            str(out),
+            "--device",
+            "cpu",
+        ]
+    )
+    captured = capsys.readouterr()
+    assert code == 1
+    assert "1 processed" in captured.out and "1 failed" in captured.out
+    assert len(pd.read_csv(out / "chromosomes.csv")) == 2
+    assert main(["run", str(tmp_path / "nothing*.png"), "--out", str(out)]) == 2
+    assert "chromoseg: error: no image found" in capsys.readouterr().err
+
+
+SHIPPED = all(
+    (ROOT / stage / "pretrained" / "weights.pt").is_file() for stage in ("detector", "segmenter")
+)
+
+
+@pytest.mark.skipif(not SHIPPED, reason="the shipped models are not there yet")
+def test_cli_end_to_end_on_a_sample_image(tmp_path, capsys):
+    sample = ROOT / "data" / "samples" / "adir" / "A02__XY" / "A0201XYD.tif"
+    out = tmp_path / "out"
+    assert main(["run", str(sample), "--out", str(out), "--device", "cpu"]) == 0
+    table = pd.read_csv(out / "chromosomes.csv")
+    assert 30 <= len(table) <= 60
+    assert (out / "images" / "A0201XYD.labels.tif").is_file()
+    assert "1 processed" in capsys.readouterr().out

@@ -219,10 +219,10 @@ def test_two_runs_give_identical_outputs(tmp_path):
     compared = 0
     for path in sorted((tmp_path / "a").rglob("*")):
         if path.is_file() and path.suffix != ".json" or path.name == "instances.json":
-            assert (
-                path.read_bytes()
-                == (tmp_path / "b" / path.relative_to(tmp_path / "a")).read_bytes()
-            )
+            twin = tmp_path / "b" / path.relative_to(tmp_path / "a")
+            assert path.read_bytes() == twin.read_bytes()
+            compared += 1
+    assert compared == 2 + 3 * 3  # batch table, instances.json; per image table, TIFF, PNG
 
 
 def test_a_failed_write_leaves_no_file(tmp_path):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from functools import partial
 from pathlib import Path
 
 from pipeline import InputError
@@ -94,6 +95,14 @@ def register(groups) -> None:
         help="threads that read, stitch, measure and write images (default 1)",
     )
     run.add_argument("--quiet", action="store_true", help="no progress bar and no summary")
+    run.add_argument(
+        "--engine",
+        choices=("inprocess", "dask"),
+        default="inprocess",
+        help="inprocess (default), or dask: images spread over a dask.distributed cluster, "
+        "--scheduler's or else a local one of --workers processes (see pipeline/distributed.py)",
+    )
+    run.add_argument("--scheduler", metavar="ADDRESS", help="dask scheduler, e.g. tcp://host:8786")
     _add_model_options(run)
     run.set_defaults(func=run_command)
 
@@ -145,7 +154,12 @@ def run_command(args) -> int:
         raise InputError(f"no INPUT given and no sample images in {SAMPLES}")
     jobs = find_jobs(inputs, parse_channels(args.channel))
     config, models = _config_and_models(args)
-    summary = run_batch(
+    engine = run_batch
+    if args.engine == "dask":
+        from pipeline.distributed import run_dask
+
+        engine = partial(run_dask, scheduler=args.scheduler, device=args.device)
+    summary = engine(
         jobs,
         models,
         config,

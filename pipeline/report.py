@@ -29,6 +29,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from pipeline import InputError
+
 REPORT_NAME = "report.html"
 TABLE_NAME = "chromosomes.csv"
 MANIFEST_NAME = "run.json"
@@ -420,3 +422,43 @@ def write_report(out_dir: str | Path, options: ReportOptions | None = None) -> P
     temporary.write_text(text, encoding="utf-8")
     os.replace(temporary, path)
     return path
+
+
+def register(groups) -> None:
+    """Add ``chromoseg report`` (see pipeline.cli)."""
+    parser = groups["top"].add_parser(
+        "report",
+        help="(re)write report.html in a run's output folder",
+        description="Write OUT/report.html from the outputs of `chromoseg run --out OUT`: per "
+        "slide, chromosome counts per metaphase, length and area distributions, and every "
+        "image's overlay with its flags. `chromoseg run` writes it with the default thresholds.",
+    )
+    parser.add_argument("out", metavar="OUT", help="output folder of chromoseg run")
+    defaults = ReportOptions()
+    parser.add_argument(
+        "--count-range", nargs=2, type=int, metavar=("LOW", "HIGH"),
+        default=defaults.count_range,
+        help="chromosome counts per metaphase that raise no flag (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--low-confidence", type=float, default=defaults.low_confidence, metavar="SCORE",
+        help="flag chromosomes whose detector or segmenter score is below (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--unresolved-score", type=float, default=defaults.unresolved_score, metavar="SCORE",
+        help="a cluster whose mean segmenter score is below is unresolved (default: %(default)s)",
+    )
+    parser.set_defaults(func=report_command)
+
+
+def report_command(args) -> int:
+    out = Path(args.out)
+    if not (out / MANIFEST_NAME).is_file():
+        raise InputError(f"{out}: no {MANIFEST_NAME}: not the output folder of chromoseg run")
+    options = ReportOptions(
+        count_range=tuple(args.count_range),
+        low_confidence=args.low_confidence,
+        unresolved_score=args.unresolved_score,
+    )
+    print(write_report(out, options))
+    return 0

@@ -170,6 +170,9 @@ def run_command(args) -> int:
         workers=args.workers,
         command=sys.argv,
     )
+    from pipeline.report import write_report
+
+    write_report(Path(args.out))
     if not args.quiet:
         print(summary.text())
     return summary.exit_code

@@ -10,11 +10,13 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from pipeline import InputError
 from pipeline.report import (
     REPORT_NAME,
     ReportOptions,
     image_summary,
     read_run,
+    register,
     unresolved_clusters,
     write_report,
 )
@@ -117,3 +119,16 @@ def test_report_of_an_empty_run(tmp_path):
     ]}))
     text = write_report(tmp_path).read_text()
     assert "not a readable TIFF" in text and "0 chromosomes" in text
+
+
+def test_report_command_options(run_folder, tmp_path_factory):
+    import argparse
+
+    parser = argparse.ArgumentParser()
+    register({"top": parser.add_subparsers()})
+    args = parser.parse_args(["report", str(run_folder), "--count-range", "40", "48"])
+    assert args.func(args) == 0
+    assert "count 40" not in (run_folder / REPORT_NAME).read_text()
+    empty = tmp_path_factory.mktemp("empty")
+    with pytest.raises(InputError, match="not the output folder"):
+        args.func(parser.parse_args(["report", str(empty)]))

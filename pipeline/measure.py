@@ -17,11 +17,11 @@ covers x in [c, c+1), y in [r, r+1), so its centre is (c + 0.5, r + 0.5)).
 
 from __future__ import annotations
 
+import heapq
+
 import numpy as np
 import pandas as pd
 from scipy import ndimage
-from scipy.sparse import coo_matrix
-from scipy.sparse.csgraph import dijkstra
 from skimage.morphology import skeletonize
 
 from pipeline.stitch import Instance, boxes_meet, intersection_pixels
@@ -75,26 +75,21 @@ def medial_axis_length(mask: np.ndarray) -> float:
     index = np.full(padded.shape, -1, np.int64)
     rows, cols = np.nonzero(skeleton)
     index[rows, cols] = np.arange(len(rows))
-    sources, targets, weights = [], [], []
+    neighbours: list[list[tuple[int, float]]] = [[] for _ in rows]
     for dr, dc in _STEPS:
-        neighbour = index[rows + dr, cols + dc]
-        linked = neighbour >= 0
-        sources.append(np.flatnonzero(linked))
-        targets.append(neighbour[linked])
-        weights.append(np.full(int(linked.sum()), np.hypot(dr, dc)))
-    graph = coo_matrix(
-        (np.concatenate(weights), (np.concatenate(sources), np.concatenate(targets))),
-        shape=(len(rows), len(rows)),
-    ).tocsr()
-    # Longest shortest path: farthest node from any node, then farthest from that one (exact on
-    # a tree; skeletons of chromosome masks are trees or nearly so). Unreached nodes are inf.
-    first = dijkstra(graph, directed=False, indices=0)
-    start = int(np.argmax(np.where(np.isfinite(first), first, -1)))
-    second, previous = dijkstra(graph, directed=False, indices=start, return_predecessors=True)
-    end = int(np.argmax(np.where(np.isfinite(second), second, -1)))
+        step = float(np.hypot(dr, dc))
+        targets = index[rows + dr, cols + dc]
+        for source in np.flatnonzero(targets >= 0).tolist():
+            target = int(targets[source])
+            neighbours[source].append((target, step))
+            neighbours[target].append((source, step))
+    # Longest shortest path: the node farthest from any node, then the node farthest from that
+    # one (exact on a tree; skeletons of chromosome masks are trees or nearly so).
+    start = _farthest(neighbours, 0)[0]
+    end, previous = _farthest(neighbours, start)
     path = [end]
     while path[-1] != start:
-        path.append(int(previous[path[-1]]))
+        path.append(previous[path[-1]])
     points = np.stack([rows[path], cols[path]], axis=1).astype(np.float64)
     # A digital line zig-zags (a 30-degree line is ~7 % longer in 1/sqrt2 steps): measure the
     # path after a running mean over SMOOTHING pixels, its two end points kept in place.
@@ -104,6 +99,26 @@ def medial_axis_length(mask: np.ndarray) -> float:
         points = smooth
     along = float(np.linalg.norm(np.diff(points, axis=0), axis=1).sum())
     return along + _tip(padded, points[::-1]) + _tip(padded, points)
+
+
+def _farthest(neighbours: list[list[tuple[int, float]]], source: int) -> tuple[int, dict]:
+    """Dijkstra over a small graph (``neighbours[i]``: (node, step) pairs): the
+    node farthest from ``source`` and every reached node's predecessor."""
+    distance = {source: 0.0}
+    previous: dict[int, int] = {}
+    queue = [(0.0, source)]
+    done = set()
+    while queue:
+        here, node = heapq.heappop(queue)
+        if node in done:
+            continue
+        done.add(node)
+        for other, step in neighbours[node]:
+            if here + step < distance.get(other, np.inf):
+                distance[other] = here + step
+                previous[other] = node
+                heapq.heappush(queue, (here + step, other))
+    return max(distance, key=lambda node: (distance[node], -node)), previous
 
 
 def _tip(mask: np.ndarray, path: np.ndarray) -> float:

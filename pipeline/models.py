@@ -17,7 +17,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
-import yaml
 
 from pipeline import InputError
 
@@ -38,8 +37,8 @@ def sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
-def _folder(stage, folder) -> Path:
-    path = Path(folder) if folder else Path(stage.__file__).resolve().parent / "pretrained"
+def _folder(folder, pretrained: Path) -> Path:
+    path = Path(folder) if folder else pretrained
     if not (path / "weights.pt").is_file():
         raise InputError(f"no trained model in {path} (expected config.yaml and weights.pt)")
     return path
@@ -49,38 +48,31 @@ def _describe(path: Path) -> dict:
     return {"folder": str(path), "weights_sha256": sha256(path / "weights.pt")}
 
 
-def crop_margin(segmenter_folder: Path) -> int:
-    """The crop margin a segmenter model folder was trained with (its config.yaml)."""
-    config = yaml.safe_load((segmenter_folder / "config.yaml").read_text()) or {}
-    for section in ("crops", "crop", "data"):
-        value = (config.get(section) or {}).get("margin")
-        if value is not None:
-            return int(value)
-    if "margin" in config:
-        return int(config["margin"])
-    raise InputError(f"{segmenter_folder}/config.yaml gives no crop margin: set segmenter.margin")
-
-
 def load_models(config: dict, device: str = "cpu") -> Models:
-    """The detector and segmenter named in a pipeline config (None: the shipped ones)."""
-    import detector
-    import segmenter
+    """The detector and segmenter named in a pipeline config (None: the shipped ones); the crop
+    margin is the segmenter's own unless the config sets ``segmenter.margin``."""
+    from detector import api as detector_api
+    from segmenter import api as segmenter_api
 
-    detector_folder = _folder(detector, config["detector"]["model"])
-    segmenter_folder = _folder(segmenter, config["segmenter"]["model"])
-    detector_model = detector.load_model(detector_folder, device=device)
-    segmenter_model = segmenter.load_model(segmenter_folder, device=device)
+    detector_folder = _folder(config["detector"]["model"], detector_api.PRETRAINED)
+    segmenter_folder = _folder(config["segmenter"]["model"], segmenter_api.PRETRAINED)
+    try:
+        detector_model = detector_api.load_model(detector_folder, device=device)
+        segmenter_model = segmenter_api.load_model(segmenter_folder, device=device)
+    except ValueError as error:  # the stages' ModelError: a one-line message
+        raise InputError(str(error)) from error
     margin = config["segmenter"]["margin"]
+    batch_size = int(config["segmenter"]["batch_size"])
 
     def detect(image: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        return detector.detect(detector_model, image)
+        return detector_api.detect(detector_model, image)
 
     def segment(crops: np.ndarray) -> np.ndarray:
-        return segmenter.segment(segmenter_model, crops)[1]
+        return segmenter_api.segment(segmenter_model, crops, batch_size=batch_size)[1]
 
     return Models(
         detect=detect,
         segment=segment,
-        margin=int(margin) if margin is not None else crop_margin(segmenter_folder),
+        margin=segmenter_model.margin if margin is None else int(margin),
         info={"detector": _describe(detector_folder), "segmenter": _describe(segmenter_folder)},
     )

@@ -1,5 +1,191 @@
-"""Command-line subcommands of the segmenter stage (registered by pipeline.cli)."""
+"""Command-line subcommands of the segmenter stage (registered by pipeline.cli):
+``chromoseg train segmenter``, ``chromoseg eval segmenter`` and ``chromoseg segment``."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+DEFAULT_CONFIG = "configs/segmenter.yaml"
+CROP_SUFFIXES = (".png", ".tif", ".tiff", ".jpg", ".jpeg", ".bmp")
+
+
+def _user_errors():
+    """Exception types whose message is shown to the user without a traceback."""
+    from pipeline.adir import DatasetError
+    from pipeline.imageio import ImageReadError
+    from segmenter.api import ModelError
+    from segmenter.train import ConfigError
+
+    return DatasetError, ImageReadError, ModelError, ConfigError
+
+
+def _guarded(function):
+    def run(args) -> int:
+        try:
+            return function(args)
+        except _user_errors() as error:
+            print(f"chromoseg: error: {error}", file=sys.stderr)
+            return 2
+
+    return run
+
+
+def _train(args) -> int:
+    from segmenter.train import load_config, train
+
+    config = load_config(args.config)
+    train(config, args.data, args.out, args.resume, args.epochs, args.device, args.h5)
+    print(f"model folder: {args.out}")
+    return 0
+
+
+def _eval(args) -> int:
+    from pipeline.adir import DatasetError
+    from segmenter import api, evaluate
+    from segmenter.api import load_model
+
+    if args.data is None and args.h5 is None:
+        raise DatasetError("give --data DIR (ADIR-format folder) and/or --h5 FILE")
+    model = load_model(args.model, args.device)
+    folder = api.PRETRAINED if args.model is None else Path(args.model)
+    split_file = folder / api.SPLIT_FILE
+    split = json.loads(split_file.read_text()) if split_file.is_file() else None
+    sets = evaluate.test_sets(args.data, split, model.config["data"], args.h5, args.workers)
+    results = evaluate.evaluate(model, sets, args.batch_size)
+    print(evaluate.format_table(results))
+    if args.json:
+        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.json).write_text(json.dumps(results, indent=2) + "\n")
+    return 0
+
+
+def read_crops(paths: list[str]):
+    """Crops from ``.npy`` / ``.npz`` stacks (``(N, H, W)`` or ``(H, W)``; float taken as
+    normalised [0, 1], integers scaled by their dtype's maximum; an .npz's first array) or image
+    files (one crop each, scaled by the dtype's maximum). Crops not 88x88 are resized as
+    ``segmenter.crops`` does. Returns float32 ``(N, 88, 88)``."""
+    import cv2
+    import numpy as np
+
+    from pipeline.adir import DatasetError
+    from pipeline.imageio import read_image, to_grey
+    from segmenter.crops import CROP_SIZE
+
+    stacks = []
+    for name in paths:
+        path = Path(name)
+        if path.suffix == ".npy" or path.suffix == ".npz":
+            if not path.is_file():
+                raise DatasetError(f"{path}: no such file")
+            array = np.load(path)
+            array = array[array.files[0]] if path.suffix == ".npz" else array
+        elif path.suffix.lower() in CROP_SUFFIXES:
+            raw = read_image(path)
+            array = to_grey(raw)
+            if np.issubdtype(raw.dtype, np.integer):
+                array = array / np.iinfo(raw.dtype).max
+        else:
+            raise DatasetError(f"{path}: crops must be .npy, .npz or image files {CROP_SUFFIXES}")
+        if np.issubdtype(array.dtype, np.integer):
+            array = array / np.iinfo(array.dtype).max
+        array = np.asarray(array, np.float32)
+        array = array[None] if array.ndim == 2 else array
+        if array.ndim != 3 or min(array.shape[1:], default=0) < 2:
+            raise DatasetError(f"{path}: crops must be (N, H, W) or (H, W), got {array.shape}")
+        for crop in array:
+            if crop.shape != (CROP_SIZE, CROP_SIZE):
+                shrinking = max(crop.shape) > CROP_SIZE
+                crop = cv2.resize(
+                    crop,
+                    (CROP_SIZE, CROP_SIZE),
+                    interpolation=cv2.INTER_AREA if shrinking else cv2.INTER_LINEAR,
+                )
+            stacks.append(crop)
+    return np.stack(stacks)
+
+
+def _segment(args) -> int:
+    import cv2
+    import numpy as np
+
+    from segmenter.api import load_model, segment
+
+    crops = read_crops(args.crops)
+    model = load_model(args.model, args.device)
+    labels, probabilities = segment(model, crops, args.batch_size)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    if args.format in ("npy", "both"):
+        np.save(out / "labels.npy", labels)
+        if args.probabilities:
+            np.save(out / "probabilities.npy", probabilities)
+    if args.format in ("png", "both"):
+        for index, label in enumerate(labels):
+            cv2.imwrite(str(out / f"labels_{index:05d}.png"), label)
+    print(f"{len(labels)} crops segmented into {out}")
+    return 0
 
 
 def register(groups) -> None:
     """Add this stage's subcommands to groups (see pipeline.cli)."""
+    formatter = argparse.ArgumentDefaultsHelpFormatter
+    train = groups["train"].add_parser(
+        "segmenter",
+        formatter_class=formatter,
+        help="train the overlap U-Net on an ADIR-format folder",
+        description="Train the overlap U-Net (88x88 cluster crops -> background, chromosome A, "
+        "chromosome B, overlap) on real clusters and synthetic pairs of an ADIR-format folder, "
+        "split by slide (data/adir_split.json, or a fresh split for unknown slides). Writes a "
+        "model folder (config.yaml, weights.pt of the best validation epoch, metrics.json of "
+        "the test split, train_log.csv) plus checkpoint.pt every epoch.",
+    )
+    train.add_argument("--config", default=DEFAULT_CONFIG, help="YAML config")
+    train.add_argument("--data", required=True, help="ADIR-format folder (*D.tif + *K.tif)")
+    train.add_argument("--h5", help="also train on a LowRes_13434_overlapping_pairs.h5-style file")
+    train.add_argument("--out", default="runs/segmenter", help="run / model folder")
+    train.add_argument("--resume", action="store_true", help="continue from --out/checkpoint.pt")
+    train.add_argument("--epochs", type=int, help="override the config's epoch count")
+    train.add_argument("--device", help="cpu, cuda (default: cuda when available, else cpu)")
+    train.set_defaults(func=_guarded(_train))
+
+    evaluate = groups["eval"].add_parser(
+        "segmenter",
+        formatter_class=formatter,
+        help="per-class IoU/Dice of a segmenter model on held-out data",
+        description="Per-class IoU and Dice pooled over all test pixels at 88x88, with A/B as "
+        "labelled and permutation-invariant, on the test slides' clusters (two chromosomes, "
+        "two or more, all), synthetic pairs of the test slides, and an h5 file's test part. "
+        "A folder whose slides the split does not know is evaluated whole.",
+    )
+    evaluate.add_argument("--model", help="model folder (default: the shipped model)")
+    evaluate.add_argument("--data", help="ADIR-format folder")
+    evaluate.add_argument("--h5", help="LowRes_13434_overlapping_pairs.h5-style file")
+    evaluate.add_argument("--json", help="write every printed figure to this JSON file")
+    evaluate.add_argument("--device", help="cpu, cuda (default: cuda when available, else cpu)")
+    evaluate.add_argument("--batch-size", type=int, default=64)
+    evaluate.add_argument("--workers", type=int, default=1, help="processes preparing crops")
+    evaluate.set_defaults(func=_guarded(_eval))
+
+    segment = groups["top"].add_parser(
+        "segment",
+        formatter_class=formatter,
+        help="segment cluster crops (88x88) into A / B / overlap label maps",
+        description="Segment crops: .npy/.npz stacks (N, H, W) (float = normalised [0, 1], "
+        "chromosomes bright) or image files, one crop each. Writes labels.npy (N, 88, 88) "
+        "uint8 and/or labels_NNNNN.png (values 0 background, 1 A, 2 B, 3 overlap).",
+    )
+    segment.add_argument("crops", nargs="+", help=".npy/.npz stacks or crop image files")
+    segment.add_argument("--model", help="model folder (default: the shipped model)")
+    segment.add_argument("--out", default="segmented", help="output folder")
+    segment.add_argument("--format", choices=("npy", "png", "both"), default="npy")
+    segment.add_argument(
+        "--probabilities",
+        action="store_true",
+        help="also write probabilities.npy (N, 4, 88, 88) float32",
+    )
+    segment.add_argument("--device", help="cpu, cuda (default: cuda when available, else cpu)")
+    segment.add_argument("--batch-size", type=int, default=64)
+    segment.set_defaults(func=_guarded(_segment))

@@ -1,0 +1,110 @@
+"""Python API of the segmenter, for notebooks and the pipeline.
+
+>>> from segmenter.api import load_model, segment
+>>> model = load_model()                      # the shipped model (segmenter/pretrained/)
+>>> labels, probabilities = segment(model, crops)   # crops: (N, 88, 88) float32
+
+Crops are cut with ``segmenter.crops`` (margin ``model.margin``) from an image normalised by
+``pipeline.imageio.normalise`` (float32 in [0, 1], chromosomes bright), as in training.
+Labels: 0 background, 1 chromosome A, 2 chromosome B, 3 overlap.
+
+A model folder holds ``config.yaml`` (the resolved training config) and ``weights.pt`` (a
+state_dict), plus ``metrics.json`` and ``train_log.csv`` from training.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import yaml
+
+PRETRAINED = Path(__file__).resolve().parent / "pretrained"
+CONFIG_FILE, WEIGHTS_FILE, METRICS_FILE = "config.yaml", "weights.pt", "metrics.json"
+LOG_FILE, SPLIT_FILE = "train_log.csv", "split.json"
+
+
+class ModelError(ValueError):
+    """A model folder that cannot be loaded, with a one-line message for the user."""
+
+
+@dataclass
+class Segmenter:
+    """A loaded model: the network (eval mode, on ``device``) and its resolved config."""
+
+    net: object  # segmenter.model.UNet
+    config: dict
+    device: object  # torch.device
+
+    @property
+    def margin(self) -> int:
+        """Crop margin (pixels) the model was trained with: use it for ``crops.window_for_box``."""
+        return int(self.config["data"]["margin"])
+
+
+def select_device(name: str | None = None):
+    """``torch.device``: ``name`` ("cpu", "cuda", "cuda:1"), else cuda when available, else cpu."""
+    import torch
+
+    if name is None:
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise ModelError(f"device {name!r} asked for, but CUDA is not available here")
+    return torch.device(name)
+
+
+def save_model(net, config: dict, folder: str | Path) -> Path:
+    """Write ``config.yaml`` and ``weights.pt`` (state_dict, float32, on CPU) into ``folder``."""
+    import torch
+
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / CONFIG_FILE).write_text(yaml.safe_dump(config, sort_keys=False))
+    state = {key: value.detach().cpu() for key, value in net.state_dict().items()}
+    torch.save(state, folder / WEIGHTS_FILE)
+    return folder
+
+
+def load_model(folder: str | Path | None = None, device: str | None = None) -> Segmenter:
+    """Load a model folder (None: the shipped ``segmenter/pretrained``) onto ``device``."""
+    import torch
+
+    from segmenter.model import build_model
+
+    folder = PRETRAINED if folder is None else Path(folder)
+    for name in (CONFIG_FILE, WEIGHTS_FILE):
+        if not (folder / name).is_file():
+            raise ModelError(f"not a segmenter model folder: {folder} (no {name})")
+    config = yaml.safe_load((folder / CONFIG_FILE).read_text())
+    try:
+        net = build_model(config["model"])
+        net.load_state_dict(torch.load(folder / WEIGHTS_FILE, map_location="cpu"))
+    except (KeyError, TypeError, ValueError, RuntimeError) as error:
+        raise ModelError(f"cannot load the segmenter model in {folder}: {error}") from error
+    target = select_device(device)
+    return Segmenter(net.to(target).eval(), config, target)
+
+
+def segment(
+    model: Segmenter, crops: np.ndarray, batch_size: int = 64
+) -> tuple[np.ndarray, np.ndarray]:
+    """Segment crops ``(N, H, W)`` float32 (normalised, normally 88x88).
+
+    Returns labels ``(N, H, W)`` uint8 (argmax) and per-class probabilities ``(N, 4, H, W)``
+    float32 (softmax). Runs in batches of ``batch_size`` under ``torch.no_grad``.
+    """
+    import torch
+
+    crops = np.asarray(crops, np.float32)
+    if crops.ndim != 3 or min(crops.shape[1:], default=0) < 1:
+        raise ValueError(f"crops must be (N, H, W), got shape {crops.shape}")
+    probabilities = np.zeros((len(crops), 4, *crops.shape[1:]), np.float32)
+    model.net.eval()
+    with torch.no_grad():
+        for start in range(0, len(crops), batch_size):
+            batch = torch.from_numpy(crops[start : start + batch_size, None]).to(model.device)
+            probabilities[start : start + len(batch)] = (
+                torch.softmax(model.net(batch), dim=1).float().cpu().numpy()
+            )
+    return probabilities.argmax(axis=1).astype(np.uint8), probabilities

@@ -1,0 +1,304 @@
+"""Training of the segmenter (``chromoseg train segmenter``).
+
+One run folder (``--out``) gets: ``config.yaml`` (resolved), ``split.json`` (the slide split
+used), ``checkpoint.pt`` every epoch (model, optimizer, scheduler, epoch, config, best score),
+``train_log.csv`` (per-epoch metrics), ``train.log``, and at the end the model folder's
+``weights.pt`` (the epoch with the best validation score) and ``metrics.json`` (test split).
+
+Loss: per crop, cross-entropy + ``dice_weight`` x soft Dice of classes A, B and overlap, taken
+for the target as labelled and with A/B swapped, keeping the smaller (which chromosome is "A" is
+arbitrary). Validation score: mean permutation-invariant IoU of A, B and overlap over the val
+slides' clusters of two or more chromosomes plus synthetic pairs of the val slides.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import logging
+import random
+import time
+from pathlib import Path
+
+import numpy as np
+import yaml
+
+from pipeline import adir
+from segmenter import api, dataset, evaluate, metrics
+from segmenter.h5data import load_h5_pairs
+from segmenter.model import build_model, count_macs, resolve
+
+VAL_SYNTHETIC_SEED = 2016
+LOG_COLUMNS = (
+    "epoch",
+    "lr",
+    "train_loss",
+    "val_score",
+    "val_iou_A",
+    "val_iou_B",
+    "val_iou_overlap",
+    "seconds",
+)
+REQUIRED = {
+    "model": (),
+    "data": (
+        "margin",
+        "context",
+        "multi_repeat",
+        "synthetic_per_epoch",
+        "touch_fraction",
+        "default_overlap_ratio",
+        "val_synthetic",
+        "test_synthetic",
+    ),
+    "train": ("epochs", "batch_size", "lr", "weight_decay", "dice_weight", "workers"),
+}
+
+
+class ConfigError(ValueError):
+    """A config file that cannot be used, with a one-line message for the user."""
+
+
+def load_config(path: str | Path) -> dict:
+    """A segmenter config (YAML) with its model section resolved; ConfigError if unusable."""
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"config file not found: {path}")
+    config = yaml.safe_load(path.read_text()) or {}
+    for section, keys in REQUIRED.items():
+        missing = [key for key in keys if key not in (config.get(section) or {})]
+        if section not in config or missing:
+            raise ConfigError(f"{path}: section '{section}' missing or lacks {missing}")
+    try:
+        config["model"] = resolve(config["model"])
+    except ValueError as error:
+        raise ConfigError(f"{path}: {error}") from error
+    config.setdefault("seed", 0)
+    return config
+
+
+def pair_loss(logits, target, dice_weight: float):
+    """Permutation-invariant loss of logits ``(B, 4, H, W)`` against targets ``(B, H, W)``."""
+    import torch
+    import torch.nn.functional as F
+
+    swapped = target.clone()
+    swapped[target == 1], swapped[target == 2] = 2, 1
+    probabilities = torch.softmax(logits.float(), dim=1)
+
+    def per_crop(labels):
+        cross_entropy = F.cross_entropy(logits.float(), labels, reduction="none").mean((1, 2))
+        onehot = F.one_hot(labels, 4).permute(0, 3, 1, 2).float()[:, 1:]
+        p = probabilities[:, 1:]
+        dice = (2 * (p * onehot).sum((2, 3)) + 1) / (p.sum((2, 3)) + onehot.sum((2, 3)) + 1)
+        return cross_entropy + dice_weight * (1 - dice).mean(1)
+
+    return torch.minimum(per_crop(target), per_crop(swapped)).mean()
+
+
+def _seed_everything(seed: int) -> None:
+    import torch
+
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def _logger(folder: Path) -> logging.Logger:
+    logger = logging.getLogger("chromoseg.segmenter.train")
+    logger.setLevel(logging.INFO)
+    logger.handlers.clear()
+    for handler in (logging.FileHandler(folder / "train.log"), logging.StreamHandler()):
+        handler.setFormatter(logging.Formatter("%(asctime)s %(message)s"))
+        logger.addHandler(handler)
+    return logger
+
+
+def _validate(model: api.Segmenter, val_sets: dict) -> tuple[float, dict]:
+    """Validation score and the pooled permutation-invariant IoU of A, B, overlap."""
+    images = np.concatenate([images for images, _ in val_sets.values()])
+    targets = np.concatenate([targets for _, targets in val_sets.values()])
+    labels, _ = api.segment(model, images, batch_size=256)
+    iou = metrics.evaluate_labels(labels, targets)["permutation_invariant"]["iou"]
+    ious = [iou["chromosome_A"], iou["chromosome_B"], iou["overlap"]]
+    return float(np.nanmean(ious)), dict(zip(("A", "B", "overlap"), ious, strict=True))
+
+
+def train(
+    config: dict,
+    data_dir: str | Path,
+    out: str | Path,
+    resume: bool = False,
+    epochs: int | None = None,
+    device: str | None = None,
+    h5_path: str | Path | None = None,
+) -> dict:
+    """Train, pick the best validation epoch, evaluate it on the test split; returns the test
+    metrics (also written to ``out/metrics.json``)."""
+    import torch
+    from torch.utils.data import DataLoader
+    from tqdm import tqdm
+
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    if epochs is not None:
+        config["train"]["epochs"] = int(epochs)
+    data_config, train_config = config["data"], config["train"]
+    log = _logger(out)
+    checkpoint_path = out / "checkpoint.pt"
+    checkpoint = None
+    if resume:
+        if not checkpoint_path.is_file():
+            raise ConfigError(f"--resume: no checkpoint.pt in {out}")
+        checkpoint = torch.load(checkpoint_path, map_location="cpu", weights_only=False)
+        config = {
+            **checkpoint["config"],
+            "train": {**checkpoint["config"]["train"], "epochs": config["train"]["epochs"]},
+        }
+        data_config, train_config = config["data"], config["train"]
+    _seed_everything(int(config["seed"]))
+    target_device = api.select_device(device)
+
+    images = adir.find_images(data_dir)
+    split = adir.split_for(images)
+    (out / api.SPLIT_FILE).write_text(json.dumps(split, indent=2) + "\n")
+    workers = int(train_config["workers"])
+    margin, context = int(data_config["margin"]), int(data_config["context"])
+    train_data = dataset.prepare(adir.select(images, "train", split), margin, context, workers)
+    if not len(train_data.ratios):
+        train_data.ratios = np.asarray([data_config["default_overlap_ratio"]], np.float32)
+    if h5_path is not None:
+        h5_images, h5_targets = load_h5_pairs(h5_path)["train"]
+        train_data.crops = dataset.Crops.concatenate(
+            [
+                train_data.crops,
+                dataset.Crops(h5_images, h5_targets, np.full(len(h5_images), 2, np.int16)),
+            ]
+        )
+    val_data = dataset.prepare(adir.select(images, "val", split), margin, context, workers)
+    multi = val_data.crops.counts >= 2
+    val_sets = {
+        "real_multi": (val_data.crops.images[multi], val_data.crops.targets[multi]),
+        "synthetic_pairs": evaluate.synthetic_pairs(
+            val_data, data_config, int(data_config["val_synthetic"]), VAL_SYNTHETIC_SEED
+        ),
+    }
+    log.info(
+        "data: %d train crops (%d of 2+ chromosomes), %d singles, overlap ratio median %.3f "
+        "(%d regions); val: %d real 2+ crops, %d synthetic",
+        len(train_data.crops.counts),
+        int((train_data.crops.counts >= 2).sum()),
+        len(train_data.singles),
+        float(np.median(train_data.ratios)),
+        len(train_data.ratios),
+        int(multi.sum()),
+        len(val_sets["synthetic_pairs"][0]),
+    )
+
+    net = build_model(config["model"]).to(target_device)
+    log.info(
+        "model %s: %d parameters, %.1f M multiply-adds per 88x88 crop",
+        config["model"],
+        sum(p.numel() for p in net.parameters()),
+        count_macs(net) / 1e6,
+    )
+    training_set = dataset.TrainingSet(train_data, data_config, int(config["seed"]))
+    loader_args = dict(
+        batch_size=int(train_config["batch_size"]),
+        shuffle=True,
+        num_workers=workers,
+        drop_last=True,
+        pin_memory=target_device.type == "cuda",
+        persistent_workers=False,
+    )
+    steps = len(training_set) // loader_args["batch_size"]
+    total_epochs = int(train_config["epochs"])
+    optimizer = torch.optim.AdamW(
+        net.parameters(),
+        lr=float(train_config["lr"]),
+        weight_decay=float(train_config["weight_decay"]),
+    )
+    scheduler = torch.optim.lr_scheduler.OneCycleLR(
+        optimizer,
+        max_lr=float(train_config["lr"]),
+        total_steps=max(1, total_epochs * steps),
+        pct_start=0.1,
+    )
+    start_epoch, best_score = 0, -1.0
+    if checkpoint is not None:
+        net.load_state_dict(checkpoint["model"])
+        optimizer.load_state_dict(checkpoint["optimizer"])
+        scheduler.load_state_dict(checkpoint["scheduler"])
+        start_epoch, best_score = int(checkpoint["epoch"]), float(checkpoint["best_score"])
+        log.info("resumed after epoch %d (best val score %.4f)", start_epoch, best_score)
+    else:
+        (out / api.CONFIG_FILE).write_text(yaml.safe_dump(config, sort_keys=False))
+        with open(out / api.LOG_FILE, "w", newline="") as handle:
+            csv.writer(handle).writerow(LOG_COLUMNS)
+    model = api.Segmenter(net, config, target_device)
+    autocast = target_device.type == "cuda"
+    generator = torch.Generator().manual_seed(int(config["seed"]))
+    for epoch in range(start_epoch, total_epochs):
+        started = time.time()
+        training_set.epoch = epoch
+        generator.manual_seed(int(config["seed"]) * 1000 + epoch)
+        net.train()
+        losses = []
+        loader = DataLoader(training_set, generator=generator, **loader_args)
+        for images_batch, targets_batch in tqdm(
+            loader, desc=f"epoch {epoch + 1}/{total_epochs}", leave=False, mininterval=2
+        ):
+            images_batch = images_batch.to(target_device, non_blocking=True)
+            targets_batch = targets_batch.to(target_device, non_blocking=True)
+            with torch.autocast(target_device.type, dtype=torch.bfloat16, enabled=autocast):
+                logits = net(images_batch)
+            loss = pair_loss(logits, targets_batch, float(train_config["dice_weight"]))
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            scheduler.step()
+            losses.append(float(loss.detach()))
+        score, ious = _validate(model, val_sets)
+        if score > best_score:
+            best_score = score
+            api.save_model(net, config, out)
+        row = [
+            epoch + 1,
+            f"{scheduler.get_last_lr()[0]:.6g}",
+            f"{np.mean(losses):.5f}",
+            f"{score:.5f}",
+            *(f"{ious[k]:.5f}" for k in ("A", "B", "overlap")),
+            f"{time.time() - started:.1f}",
+        ]
+        with open(out / api.LOG_FILE, "a", newline="") as handle:
+            csv.writer(handle).writerow(row)
+        log.info(
+            "epoch %d/%d loss %.4f val score %.4f (A %.4f B %.4f overlap %.4f) %.1fs",
+            epoch + 1,
+            total_epochs,
+            np.mean(losses),
+            score,
+            ious["A"],
+            ious["B"],
+            ious["overlap"],
+            time.time() - started,
+        )
+        torch.save(
+            {
+                "model": net.state_dict(),
+                "optimizer": optimizer.state_dict(),
+                "scheduler": scheduler.state_dict(),
+                "epoch": epoch + 1,
+                "config": config,
+                "best_score": best_score,
+            },
+            checkpoint_path,
+        )
+    best = api.load_model(out, str(target_device))
+    sets = evaluate.test_sets(data_dir, split, data_config, h5_path, workers)
+    results = evaluate.evaluate(best, sets)
+    (out / api.METRICS_FILE).write_text(json.dumps(results, indent=2) + "\n")
+    log.info(
+        "test metrics (best val epoch, score %.4f):\n%s", best_score, evaluate.format_table(results)
+    )
+    return results

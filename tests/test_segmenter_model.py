@@ -1,0 +1,83 @@
+"""The U-Net family: shapes, presets, save/load round trip, cost."""
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+import yaml
+
+from segmenter import api
+from segmenter.model import PRESETS, build_model, count_macs, resolve
+
+CONFIGS = Path(__file__).resolve().parent.parent / "configs"
+PRESET_FILES = ["segmenter.yaml", "segmenter_hu2017.yaml"]
+
+
+def _model_config(name: str) -> dict:
+    return yaml.safe_load((CONFIGS / name).read_text())["model"]
+
+
+@pytest.mark.parametrize("name", PRESET_FILES)
+@pytest.mark.parametrize("height,width", [(88, 88), (87, 93), (31, 45), (1, 1)])
+def test_output_has_four_classes_at_input_size(name, height, width):
+    net = build_model(_model_config(name)).eval()
+    with torch.no_grad():
+        assert net(torch.zeros(2, 1, height, width)).shape == (2, 4, height, width)
+
+
+def test_hu2017_is_the_seeds_layout():
+    layout = resolve({"preset": "hu2017"})
+    assert layout["channels"] == [64, 128, 256] and layout["skip"] == "concat"
+    assert set(PRESETS) >= {"hu2017"}
+    with pytest.raises(ValueError, match="unknown segmenter preset"):
+        resolve({"preset": "nope"})
+    with pytest.raises(ValueError, match="lacks"):
+        resolve({"channels": [8, 16]})
+
+
+def test_default_costs_at_most_an_eighth_of_hu2017():
+    with torch.device("meta"):  # counting needs shapes only
+        default = count_macs(build_model(_model_config("segmenter.yaml")))
+        seed = count_macs(build_model(_model_config("segmenter_hu2017.yaml")))
+    assert 0 < 8 * default <= seed
+
+
+@pytest.mark.parametrize("name", PRESET_FILES)
+def test_save_load_round_trip(tmp_path, name):
+    torch.manual_seed(0)
+    config = yaml.safe_load((CONFIGS / name).read_text())
+    config["model"] = resolve(config["model"])
+    net = build_model(config["model"])
+    for parameter in net.parameters():  # make batchnorm statistics and weights non-trivial
+        parameter.data.normal_(0, 0.1)
+    net.eval()
+    api.save_model(net, config, tmp_path)
+    model = api.load_model(tmp_path, device="cpu")
+    for key, value in net.state_dict().items():
+        assert torch.equal(model.net.state_dict()[key], value)
+    crops = np.random.default_rng(0).random((3, 40, 40)).astype(np.float32)
+    labels, probabilities = api.segment(model, crops, batch_size=3)
+    with torch.no_grad():
+        expected = torch.softmax(net(torch.from_numpy(crops[:, None])), 1).numpy()
+    np.testing.assert_allclose(probabilities, expected, atol=1e-5)
+    assert labels.dtype == np.uint8 and labels.shape == (3, 40, 40)
+    np.testing.assert_array_equal(labels, expected.argmax(1))
+    assert model.margin == config["data"]["margin"]
+
+
+def test_bad_model_folder_and_crop_shapes(tmp_path):
+    with pytest.raises(api.ModelError, match="no config.yaml"):
+        api.load_model(tmp_path)
+    config = {
+        "model": resolve({"channels": [4, 8], "norm": "batch", "skip": "add"}),
+        "data": {"margin": 4},
+    }
+    api.save_model(build_model(config["model"]), config, tmp_path)
+    model = api.load_model(tmp_path, device="cpu")
+    with pytest.raises(ValueError, match=r"\(N, H, W\)"):
+        api.segment(model, np.zeros((88, 88), np.float32))
+    config["model"]["channels"] = [4, 16]
+    (tmp_path / "config.yaml").write_text(yaml.safe_dump(config))
+    with pytest.raises(api.ModelError, match="cannot load"):
+        api.load_model(tmp_path)

@@ -91,16 +91,22 @@ def _candidates(item: str) -> list[tuple[Path, Path]]:
     return [(Path(p), root) for p in sorted(glob.glob(item, recursive=True)) if Path(p).is_file()]
 
 
-def find_jobs(items: list[str], channels: dict[str, str] | None = None) -> list[ImageJob]:
-    """One job per image found in ``items`` (module docstring), sorted by ``image``.
+def find_jobs(
+    items: list[str], channels: dict[str, str] | None = None, exclude: Path | None = None
+) -> list[ImageJob]:
+    """One job per image found in ``items`` (module docstring), sorted by ``image``. Files under
+    ``exclude`` (the output folder: its overlays and label TIFFs are images too) are left out.
 
     Raises InputError when nothing at all is found.
     """
     channels = channels or {}
-    seen: dict[Path, Path] = {}
+    excluded = exclude.resolve() if exclude is not None else None
+    seen: dict[Path, tuple[Path, Path]] = {}
     for item in items:
         for path, root in _candidates(item):
             resolved = path.resolve()
+            if excluded is not None and resolved.is_relative_to(excluded):
+                continue
             if resolved not in seen and not _is_adir_label(path):
                 seen[resolved] = (path, root)
     channel_files = {

@@ -152,7 +152,7 @@ def run_command(args) -> int:
     inputs = args.inputs or [str(SAMPLES)]
     if not args.inputs and not SAMPLES.is_dir():
         raise InputError(f"no INPUT given and no sample images in {SAMPLES}")
-    jobs = find_jobs(inputs, parse_channels(args.channel))
+    jobs = find_jobs(inputs, parse_channels(args.channel), exclude=Path(args.out))
     config, models = _config_and_models(args)
     engine = run_batch
     if args.engine == "dask":

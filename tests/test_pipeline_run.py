@@ -84,6 +84,8 @@ def test_inputs_folders_globs_files_and_what_is_skipped(tmp_path):
     assert len({job.image for job in clash}) == len({job.key for job in clash}) == 3
     with pytest.raises(InputError):
         find_jobs([str(tmp_path / "data" / "*.jpg")])
+    inside = find_jobs([str(tmp_path / "data")], exclude=tmp_path / "data" / "slide1")
+    assert "slide1/m1.png" not in {job.image for job in inside}
     for bad in (["fish"], ["fish=x.tif"], ["dapi={stem}.tif"], ["a b={stem}.tif"]):
         with pytest.raises(InputError):
             parse_channels(bad)

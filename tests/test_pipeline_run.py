@@ -277,3 +277,44 @@ def test_cli_end_to_end_on_a_sample_image(tmp_path, capsys):
     assert 30 <= len(table) <= 60
     assert (out / "images" / "A0201XYD.labels.tif").is_file()
     assert "1 processed" in capsys.readouterr().out
+
+
+def adir_folder(folder: Path, count: int = 2) -> Path:
+    """ADIR-format metaphases (``*D.tif`` + ``*K.tif``) of crossing pairs and lone bars, in a
+    slide the split file does not know (so every image is evaluated)."""
+    slide = folder / "Z90__XY"
+    slide.mkdir(parents=True)
+    for index in range(count):
+        image, masks = scattered_bars((160, 200), 3, 2, seed=index + 2)
+        labels = np.zeros(image.shape, np.uint8)
+        for chromosome_class, mask in enumerate(masks, start=1):
+            labels[mask & (labels == 0)] = chromosome_class
+            labels[mask & (labels > 0) & (labels != chromosome_class)] = 255
+        tifffile.imwrite(slide / f"Z90{index:02d}XYD.tif", image)
+        tifffile.imwrite(slide / f"Z90{index:02d}XYK.tif", labels)
+    return folder
+
+
+def test_eval_pipeline_against_the_baseline(tmp_path, monkeypatch, capsys):
+    data = adir_folder(tmp_path / "adir")
+    monkeypatch.setattr("pipeline.models.load_models", lambda config, device: fake_models())
+    code = main(
+        [
+            "eval",
+            "pipeline",
+            "--data",
+            str(data),
+            "--json",
+            str(tmp_path / "e.json"),
+            "--device",
+            "cpu",
+        ]
+    )
+    assert code == 0
+    figures = json.loads((tmp_path / "e.json").read_text())
+    ours, baseline = figures["pipeline"], figures["baseline"]
+    assert ours["images"] == 2 and ours["true"] == 14
+    assert ours["f1"] == 1.0 and ours["mean_matched_iou"] > 0.9
+    assert ours["count_error"]["histogram"] == {"0": 2}
+    assert baseline["predicted"] == 10 and baseline["recall"] < ours["recall"]
+    assert "baseline" in capsys.readouterr().out

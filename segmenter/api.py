@@ -31,7 +31,8 @@ class ModelError(ValueError):
 
 @dataclass
 class Segmenter:
-    """A loaded model: the network (eval mode, on ``device``) and its resolved config."""
+    """A loaded model: the network (eval mode, on ``device``; from ``load_model`` its inference
+    form, see ``segmenter.model.for_inference``) and its resolved config."""
 
     net: object  # segmenter.model.UNet
     config: dict
@@ -70,7 +71,7 @@ def load_model(folder: str | Path | None = None, device: str | None = None) -> S
     """Load a model folder (None: the shipped ``segmenter/pretrained``) onto ``device``."""
     import torch
 
-    from segmenter.model import build_model
+    from segmenter.model import build_model, for_inference
 
     folder = PRETRAINED if folder is None else Path(folder)
     for name in (CONFIG_FILE, WEIGHTS_FILE):
@@ -83,7 +84,7 @@ def load_model(folder: str | Path | None = None, device: str | None = None) -> S
     except (KeyError, TypeError, ValueError, RuntimeError) as error:
         raise ModelError(f"cannot load the segmenter model in {folder}: {error}") from error
     target = select_device(device)
-    return Segmenter(net.to(target).eval(), config, target)
+    return Segmenter(for_inference(net).to(target), config, target)
 
 
 def segment(
@@ -104,6 +105,7 @@ def segment(
     with torch.no_grad():
         for start in range(0, len(crops), batch_size):
             batch = torch.from_numpy(crops[start : start + batch_size, None]).to(model.device)
+            batch = batch.contiguous(memory_format=torch.channels_last)
             probabilities[start : start + len(batch)] = (
                 torch.softmax(model.net(batch), dim=1).float().cpu().numpy()
             )

@@ -1,0 +1,77 @@
+"""Segmenter inference speed on this machine's CPU (batch of crops, median after a warm-up).
+
+    python benchmarks/bench_segmenter.py                       # the shipped model
+    python benchmarks/bench_segmenter.py --model runs/segmenter_hu2017
+    python benchmarks/bench_segmenter.py --config configs/segmenter.yaml   # untrained layout
+
+Prints multiply-adds per 88x88 crop, weights file size, and crops/s (median of --runs timed
+runs of one batch each, after --warmup untimed ones); --json writes the same figures.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from segmenter import api
+from segmenter.model import build_model, count_macs, resolve
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--model", help="model folder (default: the shipped model)")
+    parser.add_argument("--config", help="time an untrained model of this config's layout")
+    parser.add_argument("--batch-size", type=int, default=64)
+    parser.add_argument("--warmup", type=int, default=3)
+    parser.add_argument("--runs", type=int, default=15)
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--json", help="also write the figures to this JSON file")
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    if args.config:
+        import yaml
+
+        config = yaml.safe_load(Path(args.config).read_text())
+        model = api.Segmenter(
+            build_model(resolve(config["model"])).eval(), config, torch.device("cpu")
+        )
+        weights_bytes = sum(p.numel() * 4 for p in model.net.state_dict().values())
+        source = args.config
+    else:
+        model = api.load_model(args.model, device="cpu")
+        folder = api.PRETRAINED if args.model is None else Path(args.model)
+        weights_bytes = (folder / api.WEIGHTS_FILE).stat().st_size
+        source = str(folder)
+    crops = np.random.default_rng(0).random((args.batch_size, 88, 88)).astype(np.float32)
+    for _ in range(args.warmup):
+        api.segment(model, crops, args.batch_size)
+    seconds = []
+    for _ in range(args.runs):
+        start = time.perf_counter()
+        api.segment(model, crops, args.batch_size)
+        seconds.append(time.perf_counter() - start)
+    figures = {
+        "model": source,
+        "macs_per_crop": count_macs(model.net),
+        "weights_bytes": int(weights_bytes),
+        "batch_size": args.batch_size,
+        "threads": args.threads,
+        "runs": args.runs,
+        "median_seconds_per_batch": statistics.median(seconds),
+        "crops_per_second_median": args.batch_size / statistics.median(seconds),
+        "crops_per_second_best": args.batch_size / min(seconds),
+    }
+    for key, value in figures.items():
+        print(f"{key:<26} {value:.4g}" if isinstance(value, float) else f"{key:<26} {value}")
+    if args.json:
+        Path(args.json).write_text(json.dumps(figures, indent=2) + "\n")
+
+
+if __name__ == "__main__":
+    main()

@@ -26,6 +26,7 @@ metaphase, and writes everything as JSON (--json).
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import os
 import platform
@@ -35,7 +36,11 @@ import subprocess
 import sys
 import tempfile
 import time
+from dataclasses import replace
 from pathlib import Path
+
+import numpy as np
+import pandas as pd
 
 ROOT = Path(__file__).resolve().parents[1]
 SAMPLES = ROOT / "data" / "samples" / "adir"
@@ -59,19 +64,191 @@ def timed(function, repeats: int) -> list[float]:
     return seconds
 
 
-def batch_paths(inputs: list[str], count: int) -> list[Path]:
-    """``count`` image paths: the inputs' images (``pipeline.inputs.find_jobs``) cycled."""
+def batch_jobs(inputs: list[str], count: int) -> list:
+    """``count`` ImageJobs: the inputs' images (``pipeline.inputs.find_jobs``) cycled, each copy
+    under its own name (``003/<image>``) so that every one gets its own outputs."""
     from pipeline.inputs import find_jobs
 
-    paths = [job.path for job in find_jobs(inputs or [str(SAMPLES)])]
-    return [paths[i % len(paths)] for i in range(count)]
+    jobs = find_jobs(inputs or [str(SAMPLES)])
+    return [
+        replace(job, image=f"{i:03d}/{job.image}", key=f"{i:03d}/{job.key}")
+        for i, job in ((i, jobs[i % len(jobs)]) for i in range(count))
+    ]
 
 
-def load_grey(paths: list[Path]) -> list:
+def load_grey(jobs: list) -> list:
     """The normalised float32 grey images, as every stage takes them."""
     from pipeline.imageio import normalise, read_image
 
-    return [normalise(read_image(path)) for path in paths]
+    return [normalise(read_image(job.path)) for job in jobs]
+
+
+def setup(spec: dict):
+    """torch threads set; (config, models, jobs) for the batch."""
+    import torch
+
+    from pipeline.config import load_config
+    from pipeline.models import load_models
+
+    torch.set_num_threads(spec["threads"])
+    config = load_config(spec["config"])
+    return config, load_models(config, spec["device"]), batch_jobs(spec["inputs"], spec["images"])
+
+
+def synchronise(device: str) -> None:
+    if device.startswith("cuda"):
+        import torch
+
+        torch.cuda.synchronize()
+
+
+def measure_detector(spec: dict) -> dict:
+    """The detector alone, one image per call: latency per image."""
+    config, models, jobs = setup(spec)
+    images = load_grey(jobs)
+    latencies, boxes = [], []
+
+    def run_all():
+        latencies.clear()
+        boxes.clear()
+        for image in images:
+            start = time.perf_counter()
+            found, _ = models.detect(image)
+            synchronise(spec["device"])
+            latencies.append(time.perf_counter() - start)
+            boxes.append(len(found))
+
+    seconds = timed(run_all, spec["repeats"])
+    return {
+        "images": len(images),
+        "runs_s": seconds,
+        "latency_s": statistics.median(latencies),
+        "s_per_metaphase": statistics.median(seconds) / len(images),
+        "metaphases_per_s": len(images) / statistics.median(seconds),
+        "boxes_per_image": statistics.mean(boxes),
+    }
+
+
+def measure_segmenter(spec: dict) -> dict:
+    """The U-Net alone on every crop of the batch, in the pipeline's batch size."""
+    from pipeline.run import detect_image, load_image, segment_crops
+
+    config, models, jobs = setup(spec)
+    crops = np.concatenate([
+        detect_image(load_image(job, config["polarity"]), models, config).crops for job in jobs
+    ])
+    batch_size = config["segmenter"]["batch_size"]
+    one_batch = np.zeros((batch_size, *crops.shape[1:]), np.float32)
+    latencies = []
+
+    def run_all():
+        segment_crops(models, crops, batch_size)
+        synchronise(spec["device"])
+
+    def run_one_batch():
+        start = time.perf_counter()
+        models.segment(one_batch)
+        synchronise(spec["device"])
+        latencies.append(time.perf_counter() - start)
+
+    seconds = timed(run_all, spec["repeats"])
+    timed(run_one_batch, spec["repeats"])
+    return {
+        "images": len(jobs),
+        "crops": len(crops),
+        "batch_size": batch_size,
+        "runs_s": seconds,
+        "latency_per_batch_s": statistics.median(latencies[1:]),
+        "crops_per_s": len(crops) / statistics.median(seconds),
+        "s_per_metaphase": statistics.median(seconds) / len(jobs),
+        "metaphases_per_s": len(jobs) / statistics.median(seconds),
+    }
+
+
+def table_digest(out_dir: Path) -> str:
+    """sha256 of a run's batch table (to compare engines)."""
+    return hashlib.sha256((out_dir / "chromosomes.csv").read_bytes()).hexdigest()
+
+
+def stage_medians(out_dir: Path) -> dict:
+    """Median seconds per image of each stage, from a run's run.json."""
+    entries = json.loads((out_dir / "run.json").read_text())["images"]
+    stages = {name for entry in entries for name in entry["seconds"]}
+    return {
+        name: statistics.median(entry["seconds"][name] for entry in entries if entry["seconds"])
+        for name in sorted(stages)
+    }
+
+
+def measure_pipeline(spec: dict) -> dict:
+    """The whole in-process engine over the batch, outputs written; and one image's latency."""
+    from pipeline.report import write_report
+    from pipeline.run import process_image, run_batch
+
+    config, models, jobs = setup(spec)
+    work = Path(tempfile.mkdtemp(prefix="chromoseg-bench-"))
+    runs = iter(range(1000))
+
+    def run_all():
+        summary = run_batch(jobs, models, config, work / f"run{next(runs)}", quiet=True,
+                            workers=spec["io_threads"])
+        assert summary.failed == 0, summary.errors
+
+    seconds = timed(run_all, spec["repeats"])
+    last = work / f"run{spec['repeats']}"
+    latencies = timed(lambda: process_image(jobs[0], models, config), spec["repeats"])
+    report_seconds = timed(lambda: write_report(last), 1)[0]
+    return {
+        "images": len(jobs),
+        "runs_s": seconds,
+        "latency_s": statistics.median(latencies),
+        "s_per_metaphase": statistics.median(seconds) / len(jobs),
+        "metaphases_per_s": len(jobs) / statistics.median(seconds),
+        "stage_s_per_image": stage_medians(last),
+        "chromosomes_per_image": len(pd.read_csv(last / "chromosomes.csv")) / len(jobs),
+        "report_s": report_seconds,
+        "table_sha256": table_digest(last),
+        "outputs": str(last),
+    }
+
+
+def measure_dask(spec: dict) -> dict:
+    """The batch through --engine dask on a warm local cluster; cluster start timed apart."""
+    from distributed import Client, LocalCluster
+
+    from pipeline.distributed import run_dask
+
+    config, models, jobs = setup(spec)
+    work = Path(tempfile.mkdtemp(prefix="chromoseg-bench-dask-"))
+    runs = iter(range(1000))
+    start = time.perf_counter()
+    with LocalCluster(
+        n_workers=spec["dask_workers"], threads_per_worker=1, processes=True, host="127.0.0.1",
+        dashboard_address="127.0.0.1:0",
+    ) as cluster, Client(cluster) as client:
+        started = time.perf_counter() - start
+
+        def run_all():
+            summary = run_dask(jobs, models, config, work / f"run{next(runs)}", quiet=True,
+                               scheduler=cluster.scheduler_address, device=spec["device"])
+            assert summary.failed == 0, summary.errors
+
+        seconds = timed(run_all, spec["repeats"])  # the warm-up loads the workers' models
+        worker_peaks = client.run(peak_rss_mb)
+    last = work / f"run{spec['repeats']}"
+    return {
+        "images": len(jobs),
+        "workers": spec["dask_workers"],
+        "cluster_start_s": started,
+        "runs_s": seconds,
+        "s_per_metaphase": statistics.median(seconds) / len(jobs),
+        "metaphases_per_s": len(jobs) / statistics.median(seconds),
+        "stage_s_per_image": stage_medians(last),
+        "peak_rss_mb_workers": sorted(worker_peaks.values()),
+        "peak_rss_mb": peak_rss_mb() + sum(worker_peaks.values()),
+        "table_sha256": table_digest(last),
+        "outputs": str(last),
+    }
 
 
 def measure_reference(spec: dict) -> dict:
@@ -86,7 +263,7 @@ def measure_reference(spec: dict) -> dict:
     ).eval().to(device)
     images = [
         torch.from_numpy(grey).to(device)[None].expand(3, -1, -1)
-        for grey in load_grey(batch_paths(spec["inputs"], spec["reference_images"]))
+        for grey in load_grey(batch_jobs(spec["inputs"], spec["reference_images"]))
     ]
     detections = []
 
@@ -111,7 +288,13 @@ def measure_reference(spec: dict) -> dict:
     }
 
 
-MEASURES = {"reference": measure_reference}
+MEASURES = {
+    "detector": measure_detector,
+    "segmenter": measure_segmenter,
+    "pipeline": measure_pipeline,
+    "dask": measure_dask,
+    "reference": measure_reference,
+}
 
 
 def run_child(name: str, spec: dict) -> dict:
@@ -134,6 +317,48 @@ def child_main(name: str) -> int:
     return 0
 
 
+def compare(results: dict) -> dict:
+    """Ratios and target checks between the measurements that ran."""
+    pipeline, dask, reference = (results.get(name, {}) for name in MEASUREMENTS[2:])
+    out = {}
+    if "s_per_metaphase" in pipeline and "s_per_metaphase" in reference:
+        out["maskrcnn_over_pipeline"] = reference["s_per_metaphase"] / pipeline["s_per_metaphase"]
+        out["target_ratio_met"] = out["maskrcnn_over_pipeline"] >= TARGETS["ratio"]
+    if "metaphases_per_s" in pipeline:
+        out["target_throughput_met"] = (
+            pipeline["metaphases_per_s"] >= TARGETS["metaphases_per_s"]
+        )
+    if "metaphases_per_s" in pipeline and "metaphases_per_s" in dask:
+        out["dask_over_inprocess_throughput"] = (
+            dask["metaphases_per_s"] / pipeline["metaphases_per_s"]
+        )
+        out["target_dask_met"] = out["dask_over_inprocess_throughput"] >= 1.0
+        out["same_table"] = pipeline["table_sha256"] == dask["table_sha256"]
+    return out
+
+
+def print_table(results: dict) -> None:
+    print(f"\n{'measurement':12} {'s/metaphase':>12} {'metaphases/s':>13} {'latency s':>10} "
+          f"{'peak MB':>8}")
+    for name in MEASUREMENTS:
+        result = results.get(name)
+        if not result:
+            continue
+        if "error" in result:
+            print(f"{name:12} error: {result['error']}")
+            continue
+        latency = result.get("latency_s", result.get("latency_per_batch_s", float("nan")))
+        print(f"{name:12} {result['s_per_metaphase']:12.3f} {result['metaphases_per_s']:13.2f} "
+              f"{latency:10.3f} {result['peak_rss_mb']:8.0f}")
+    comparison = results["comparison"]
+    if "maskrcnn_over_pipeline" in comparison:
+        print(f"Mask R-CNN / pipeline, seconds per metaphase: "
+              f"{comparison['maskrcnn_over_pipeline']:.1f}x (target >= {TARGETS['ratio']:.0f}x)")
+    if "dask_over_inprocess_throughput" in comparison:
+        print(f"dask / in-process throughput: {comparison['dask_over_inprocess_throughput']:.2f} "
+              f"(target >= 1); same chromosomes.csv: {comparison['same_table']}")
+
+
 def machine() -> dict:
     import torch
 
@@ -143,6 +368,7 @@ def machine() -> dict:
         "python": platform.python_version(),
         "torch": torch.__version__,
         "cuda": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
+        "load_average_1min_at_start": os.getloadavg()[0],
     }
 
 
@@ -155,6 +381,9 @@ def main(argv: list[str] | None = None) -> int:
                         help="images for Mask R-CNN (slow: seconds each on a CPU)")
     parser.add_argument("--threads", type=int, default=2, help="torch threads")
     parser.add_argument("--device", default="cpu", help="cpu or cuda")
+    parser.add_argument("--config", help="pipeline YAML (models; default: the shipped ones)")
+    parser.add_argument("--io-threads", type=int, default=1,
+                        help="in-process engine's --workers (threads that read/write images)")
     parser.add_argument("--dask-workers", type=int, default=2)
     parser.add_argument("--only", default=",".join(MEASUREMENTS),
                         help="comma-separated measurements to run")
@@ -166,13 +395,20 @@ def main(argv: list[str] | None = None) -> int:
     spec = {
         "inputs": args.inputs, "images": args.images, "repeats": args.repeats,
         "reference_images": args.reference_images, "threads": args.threads,
-        "device": args.device, "dask_workers": args.dask_workers,
+        "device": args.device, "dask_workers": args.dask_workers, "config": args.config,
+        "io_threads": args.io_threads,
     }
     results = {"spec": spec, "machine": machine()}
+    if results["machine"]["load_average_1min_at_start"] > 0.5:
+        print(f"warning: load average {os.getloadavg()[0]:.1f}: other processes are running, "
+              "the figures will be low", file=sys.stderr)
     for name in args.only.split(","):
         print(f"measuring {name} ...", flush=True)
         results[name] = run_child(name, spec)
         print(f"  {json.dumps(results[name])}", flush=True)
+    results["machine"]["load_average_1min_at_end"] = os.getloadavg()[0]
+    results["comparison"] = compare(results)
+    print_table(results)
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(json.dumps(results, indent=1) + "\n")

@@ -1,0 +1,77 @@
+"""Detector speed on this machine: ms per 645x517 ADIR image on the CPU, model loaded once.
+
+    python benchmarks/bench_detector.py [--model DIR] [--image FILE] [--runs 20] [--threads 2]
+
+Reads one image (default: the first sample in data/samples, else a synthetic 517x645 metaphase),
+normalises it, runs ``detector.api.detect`` ``--warmup`` times, then ``--runs`` times, and prints
+the median, the quartiles and the minimum, plus the weights' size. Timings include the network
+only (image reading and normalisation excluded; they are printed separately).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from detector.api import PRETRAINED, WEIGHTS_FILE, detect, load_model
+from pipeline.imageio import normalise, read_image
+
+SAMPLES = Path(__file__).resolve().parent.parent / "data" / "samples"
+
+
+def synthetic_metaphase(seed: int = 0) -> np.ndarray:
+    """517x645 uint8: dark background with 46 bright bars, for when no sample is at hand."""
+    rng = np.random.default_rng(seed)
+    image = rng.normal(8, 2, (517, 645))
+    for _ in range(46):
+        y, x = rng.integers(60, 450), rng.integers(60, 580)
+        image[y:y + 8, x:x + rng.integers(15, 60)] = 150
+    return np.clip(image, 0, 255).astype(np.uint8)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--model", type=Path, default=PRETRAINED)
+    parser.add_argument("--image", type=Path)
+    parser.add_argument("--runs", type=int, default=20)
+    parser.add_argument("--warmup", type=int, default=3)
+    parser.add_argument("--threads", type=int, default=2)
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    samples = sorted(SAMPLES.glob("*D.tif")) if SAMPLES.is_dir() else []
+    path = args.image or (samples[0] if samples else None)
+    started = time.perf_counter()
+    raw = read_image(path) if path else synthetic_metaphase()
+    image = normalise(raw)
+    read_ms = (time.perf_counter() - started) * 1000
+    model = load_model(args.model)
+    for _ in range(args.warmup):
+        detect(model, image)
+    times = []
+    for _ in range(args.runs):
+        started = time.perf_counter()
+        boxes, _ = detect(model, image)
+        times.append((time.perf_counter() - started) * 1000)
+    quartiles = statistics.quantiles(times, n=4)
+    print(json.dumps({
+        "image": str(path) if path else "synthetic 517x645",
+        "shape": list(image.shape),
+        "boxes": len(boxes),
+        "threads": args.threads,
+        "runs": args.runs,
+        "detect_ms_median": round(statistics.median(times), 1),
+        "detect_ms_q1_q3": [round(quartiles[0], 1), round(quartiles[2], 1)],
+        "detect_ms_min": round(min(times), 1),
+        "read_and_normalise_ms": round(read_ms, 1),
+        "weights_mb": round((args.model / WEIGHTS_FILE).stat().st_size / 1e6, 2),
+    }, indent=2))
+
+
+if __name__ == "__main__":
+    main()

@@ -257,7 +257,7 @@ td.name { text-align: left; }
 .lightbox { display: none; position: fixed; inset: 0; background: rgba(0,0,0,0.85);
             justify-content: center; align-items: center; z-index: 10; }
 .lightbox:target { display: flex; }
-.lightbox img { max-width: 95vw; max-height: 95vh; }
+.lightbox img { height: 92vh; width: 95vw; object-fit: contain; }
 """
 
 

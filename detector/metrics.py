@@ -63,6 +63,8 @@ def average_precision(scores: np.ndarray, flags: np.ndarray, n_true: int) -> flo
     scores, flags = np.asarray(scores, np.float64), np.asarray(flags, bool)
     if n_true == 0:
         return 1.0 if len(scores) == 0 else 0.0
+    if len(scores) == 0:
+        return 0.0
     order = np.argsort(-scores, kind="stable")
     scores, flags = scores[order], flags[order]
     last_of_tie = np.r_[scores[1:] != scores[:-1], True]

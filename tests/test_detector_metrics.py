@@ -1,0 +1,50 @@
+"""Detector metrics on hand-made boxes with known answers."""
+
+import numpy as np
+import pytest
+
+from detector.metrics import average_precision, best_f1_threshold, box_iou, counts_at, match
+
+TRUTH = np.array([[0, 0, 10, 10], [20, 0, 30, 10], [40, 0, 50, 10]], np.float32)
+
+
+def test_box_iou():
+    iou = box_iou(np.array([[0, 0, 10, 10], [5, 0, 15, 10]]), np.array([[0, 0, 10, 10]]))
+    np.testing.assert_allclose(iou[:, 0], [1.0, 50 / 150])
+    assert box_iou(np.zeros((0, 4)), TRUTH).shape == (0, 3)
+
+
+def test_matching_is_one_to_one_by_score():
+    pred = np.array([[0, 0, 10, 10], [1, 0, 11, 10], [20, 0, 30, 10], [60, 0, 70, 10]],
+                    np.float32)
+    scores = np.array([0.6, 0.9, 0.8, 0.7])
+    # the 0.9 box takes truth 0 first; the 0.6 duplicate is then a false positive
+    assert match(pred, scores, TRUTH).tolist() == [False, True, True, False]
+    assert match(pred, scores, TRUTH[:0]).tolist() == [False] * 4
+    assert match(pred[:0], scores[:0], TRUTH).tolist() == []
+
+
+def test_counts_and_ap_known_answer():
+    # ranked: TP (0.9), FP (0.8), TP (0.7); one truth of three never found
+    scores = np.array([0.9, 0.8, 0.7])
+    flags = np.array([True, False, True])
+    counts = counts_at(scores, flags, 3, 0.75)
+    assert (counts["tp"], counts["fp"], counts["fn"]) == (1, 1, 2)
+    assert counts["precision"] == 0.5 and counts["recall"] == pytest.approx(1 / 3)
+    # envelope: recall 1/3 at precision 1, recall 2/3 at precision 2/3
+    assert average_precision(scores, flags, 3) == pytest.approx(1 / 3 + 1 / 3 * 2 / 3)
+    assert average_precision(np.ones(2), np.array([True, True]), 2) == 1.0
+    assert average_precision(np.zeros(0), np.zeros(0, bool), 0) == 1.0
+    assert average_precision(np.zeros(0), np.zeros(0, bool), 4) == 0.0
+
+
+def test_ties_in_score_are_taken_together():
+    # a TP and an FP with the same score: one precision point of 1/2 at recall 1
+    assert average_precision(np.array([0.5, 0.5]), np.array([False, True]), 1) == 0.5
+
+
+def test_best_f1_threshold():
+    scores = np.array([0.9, 0.8, 0.7, 0.2])
+    flags = np.array([True, True, True, False])
+    assert best_f1_threshold(scores, flags, 3) == 0.7
+    assert best_f1_threshold(np.zeros(0), np.zeros(0, bool), 3) == 0.5

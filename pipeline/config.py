@@ -14,7 +14,12 @@ DEFAULTS = {
     "polarity": "auto",
     "detector": {"model": None},
     "segmenter": {"model": None, "batch_size": 64, "margin": None},
-    "stitch": {"min_fragment_pixels": 20, "min_inside_fraction": 0.5, "duplicate_iou": 0.5},
+    "stitch": {
+        "min_fragment_pixels": 20,
+        "min_inside_fraction": 0.5,
+        "duplicate_iou": 0.5,
+        "duplicate_containment": 0.8,
+    },
     "tiling": {"max_side": 4096, "tile": 2048, "overlap": 512},
     "batch": {"images": 8},
 }

@@ -203,7 +203,7 @@ def build_result(
                     cluster_id=index + 1,
                 )
             )
-    instances = stitch(windows, **config["stitch"])
+    instances = stitch(windows, shape, **config["stitch"])
     table = measure(instances, image.channels, image.job.slide, image.job.image, pixel_size)
     return ImageResult(image.job, shape, instances, table, image.normalised, image.notes)
 

@@ -130,12 +130,17 @@ def test_stitch_merges_duplicates_and_drops_fragments_and_neighbours():
     labels[30:40, 35:40] = 2  # 50 pixels, all outside the box: a neighbour, dropped
     window = window_from_labels(labels, 100, 200, (212, 107, 225, 133))
     shifted = window_from_labels(np.roll(labels, 1, axis=0), 99, 200, (212, 107, 225, 133), 2)
-    instances = stitch([window, shifted])
+    instances = stitch([window, shifted], (1000, 1000))
     assert len(instances) == 1
     assert instances[0].box == (215, 110, 222, 130)
     assert instances[0].area == 140
+    cut = np.zeros((40, 40), np.uint8)
+    cut[0:12, 15:22] = 1  # the top of the same chromosome, cut by a crop's upper edge
+    part = window_from_labels(cut, 108, 200, (212, 100, 225, 115), 3)
+    [kept] = stitch([part, window], (1000, 1000))
+    assert kept.area == 140 and kept.cluster_id == 1
     overlap_only = np.where(labels == 1, 3, 0).astype(np.uint8)
-    assert stitch([window_from_labels(overlap_only, 0, 0, (0, 0, 40, 40))]) == []
+    assert stitch([window_from_labels(overlap_only, 0, 0, (0, 0, 40, 40))], (40, 40)) == []
 
 
 def test_instances_json_decodes_back_to_the_same_masks():

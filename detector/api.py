@@ -68,7 +68,10 @@ def load_model(folder: str | Path | None = None, device: str = "cpu") -> Detecto
 
 
 def detect_batch(
-    model: Detector, images: list[np.ndarray], score_threshold: float | None = None
+    model: Detector,
+    images: list[np.ndarray],
+    score_threshold: float | None = None,
+    input_scale: float | None = None,
 ) -> list[tuple[np.ndarray, np.ndarray]]:
     """Cluster boxes of several images in one forward pass.
 
@@ -76,9 +79,17 @@ def detect_batch(
     sizes may differ. Returns per image ``(boxes float32 (N, 4) x0, y0, x1, y1 in that image's
     pixels, scores float32 (N,))``, sorted by falling score, keeping scores >= ``score_threshold``
     (default: the model's threshold; 0 keeps everything the network returns).
+
+    ``input_scale`` (default: the config's ``model.input_scale``, 1.0 for the shipped model)
+    resizes the images before the network; boxes come back in the original pixels. The shipped
+    model was trained on chromosomes about 6-10 px wide (ADIR, 645x517): images whose
+    chromosomes are much wider (e.g. G-banded brightfield at high resolution) work better at
+    0.5 or so.
     """
     threshold = model.score_threshold if score_threshold is None else score_threshold
-    scale = float(model.config["model"].get("input_scale", 1.0))
+    scale = float(model.config["model"]["input_scale"] if input_scale is None else input_scale)
+    if scale <= 0:
+        raise ValueError(f"input_scale must be positive, not {scale}")
     tensors = []
     for image in images:
         image = np.asarray(image, np.float32)
@@ -101,10 +112,13 @@ def detect_batch(
 
 
 def detect(
-    model: Detector, image: np.ndarray, score_threshold: float | None = None
+    model: Detector,
+    image: np.ndarray,
+    score_threshold: float | None = None,
+    input_scale: float | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Cluster boxes of one ``(H, W)`` float32 normalised image: ``(boxes (N, 4), scores (N,))``.
 
     See ``detect_batch``.
     """
-    return detect_batch(model, [image], score_threshold)[0]
+    return detect_batch(model, [image], score_threshold, input_scale)[0]

@@ -161,6 +161,8 @@ def test_save_load_round_trip_and_detect_api(tmp_path):
     batch = detect_batch(model, [image, image[:48]])
     np.testing.assert_allclose(batch[0][0], boxes, atol=1e-4)
     high = detect(model, image, score_threshold=float(np.median(scores)) if len(scores) else 1.0)
+    scaled, _ = detect(model, image, input_scale=2.0)
+    assert scaled.shape[1] == 4 and (len(scaled) == 0 or scaled.max() <= 64)
     assert len(high[0]) <= len(boxes)
     with pytest.raises(ValueError, match="grey"):
         detect(model, np.zeros((8, 8, 3), np.float32))

@@ -7,10 +7,13 @@ the image (``segmenter.crops`` does the geometry). Within a window, after the ar
 - the instances are the 8-connected pieces of ``A | overlap`` and of ``B | overlap``, so overlap
   pixels belong to every chromosome lying there;
 - a piece is dropped when it has fewer than ``min_fragment_pixels`` pixels (default 20, the size
-  below which DESIGN.md treats a labelled component as noise), when it holds no pixel of its own
-  class (overlap only), or when less than ``min_inside_fraction`` (default 0.5) of it lies inside
-  its detector box: such pieces are neighbours caught in the crop's margin, found again, whole, in
-  their own box.
+  below which DESIGN.md treats a labelled component as noise), or when it holds no pixel of its
+  own class (overlap only);
+- a piece that touches an edge of the crop lying inside the image is *cut*: the chromosome may go
+  on beyond the crop. A cut piece with less than ``min_inside_fraction`` (default 0.5) of its
+  pixels inside its detector box is dropped: it is a neighbour caught in the crop's margin, found
+  whole in its own box. A whole neighbour is kept (it may be one the detector missed; when the
+  detector found it too, the two copies are merged below).
 
 Across windows whose boxes overlap, the same chromosome found twice is kept once: candidates are
 taken whole ones first (a piece touching an edge of its crop that lies inside the image may be a
@@ -142,7 +145,8 @@ def window_instances(
             area = int(piece.sum())
             if area < min_fragment_pixels or not (own & piece).any():
                 continue
-            if (piece & inside).sum() < min_inside_fraction * area:
+            whole = not (piece & cut_edge).any()
+            if not whole and (piece & inside).sum() < min_inside_fraction * area:
                 continue
             row0, col0, cropped = tight(piece, window.row0, window.col0)
             out.append(
@@ -153,7 +157,7 @@ def window_instances(
                     cluster_id=window.cluster_id,
                     detector_score=float(window.detector_score),
                     segmenter_score=float(confidence[piece].mean()),
-                    complete=not (piece & cut_edge).any(),
+                    complete=whole,
                 )
             )
     return out

@@ -4,17 +4,20 @@ cluster (``--engine dask``), with the same outputs as the in-process engine.
 - ``--scheduler ADDRESS`` (e.g. ``tcp://10.0.0.5:8786``) sends the images to a running cluster;
   without it, ``--workers N`` worker processes (one thread each) are started on this machine,
   listening on 127.0.0.1 only.
-- Each task is one image: ``pipeline.run.process_image`` then ``write_image_outputs`` on the
-  worker, so every output file is written there, atomically (temporary name, then rename). The
-  input files and the output folder must therefore be reachable under the same absolute paths
-  from the workers as from the client (a shared filesystem on a real cluster); relative paths
-  are resolved on the client.
+- Each task is a small group of images (``group_size``: at most ``batch.images``, and at least
+  two tasks per worker), processed on the worker by the in-process engine's own batch code
+  (``pipeline.run._BatchRun.process``: the group's crops share the U-Net's batches), so every
+  output file is written there, atomically (temporary name, then rename). The input files and
+  the output folder must therefore be reachable under the same absolute paths from the workers
+  as from the client (a shared filesystem on a real cluster); relative paths are resolved on
+  the client.
 - Workers load the models once: ``worker_models`` keeps them per worker process, keyed by the
   loader that makes them (``load_default_models`` for the shipped or configured models; tests
   pass their own loader).
 - A worker that dies (crash, out of memory, node lost) loses no image: the scheduler runs its
-  images again on other workers; an image that kills workers ``distributed.scheduler.
-  allowed-failures`` + 1 times (dask's default: 3 + 1) is reported as failed in ``run.json``.
+  tasks again on other workers. A task that kills ``distributed.scheduler.allowed-failures`` + 1
+  workers (dask's default: 3 + 1) is split into one task per image, so that only the image that
+  kills every worker running it is reported as failed (in ``run.json``, and on stderr).
 - The client keeps the run's bookkeeping (``pipeline.run._BatchRun``): ``--resume`` skips the
   images whose outputs are complete, ``run.json`` is rewritten as images finish, and the batch
   table and ``instances.json`` are assembled at the end from the per-image files, in image
@@ -23,11 +26,13 @@ cluster (``--engine dask``), with the same outputs as the in-process engine.
 
 from __future__ import annotations
 
+import math
 import os
 import pickle
 import threading
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import ExitStack, contextmanager
 from dataclasses import replace
 from functools import partial
@@ -37,15 +42,7 @@ from pipeline import InputError
 from pipeline.inputs import ImageJob
 from pipeline.measure import column_names
 from pipeline.models import Models, load_models
-from pipeline.run import (
-    RunSummary,
-    _BatchRun,
-    assemble,
-    one_line,
-    process_image,
-    read_record,
-    write_image_outputs,
-)
+from pipeline.run import RunSummary, _BatchRun, assemble, one_line, read_record
 
 MANIFEST_EVERY_S = 5.0  # run.json is rewritten at most this often while images finish
 
@@ -75,36 +72,59 @@ def worker_models(loader: Callable[[], Models]) -> Models:
         return _models[key]
 
 
-def process_on_worker(
-    job: ImageJob,
-    loader: Callable[[], Models],
-    config: dict,
-    pixel_size: float | None,
-    out_dir: str,
-    stamp: str,
-    base: str,
-):
-    """Process one image and write its outputs on a worker.
-
-    Returns ``("done", record)`` or ``("failed", one-line message)``; never raises for a bad image
-    (as in-process, one bad image must not stop the batch). ``base``: the client's working folder,
-    against which relative input paths are resolved; messages name the paths as the user gave them.
-    """
-    resolved = replace(
+def _resolved(job: ImageJob, base: str) -> ImageJob:
+    """``job`` with its image and channel paths made absolute against ``base``."""
+    return replace(
         job,
         path=Path(base, job.path),
         channels={name: Path(base, path) for name, path in job.channels.items()},
     )
-    try:
-        result = process_image(resolved, worker_models(loader), config, pixel_size)
-        return "done", write_image_outputs(result, Path(out_dir), stamp)
-    except Exception as error:
-        message = one_line(error)
-        for original, absolute in [(job.path, resolved.path)] + [
-            (job.channels[name], resolved.channels[name]) for name in job.channels
-        ]:
-            message = message.replace(str(absolute), str(original))
-        return "failed", message
+
+
+def _as_given(message: str, job: ImageJob, resolved: ImageJob) -> str:
+    """``message`` naming the paths of ``job`` as the user gave them, not their resolved form."""
+    for name, path in [("", job.path), *job.channels.items()]:
+        absolute = resolved.path if name == "" else resolved.channels[name]
+        message = message.replace(str(absolute), str(path))
+    return message
+
+
+def process_on_worker(
+    jobs: list[ImageJob],
+    loader: Callable[[], Models],
+    config: dict,
+    pixel_size: float | None,
+    out_dir: str,
+    base: str,
+) -> list[tuple[str, dict | str]]:
+    """Process a group of images and write their outputs, on a worker, exactly as the in-process
+    engine processes one of its batches (``_BatchRun.process``: the crops of the group share the
+    U-Net's batches).
+
+    Returns per job ``("done", record)`` or ``("failed", one-line message)``; a bad image does not
+    stop the group. ``base``: the client's working folder, against which relative input paths
+    are resolved; messages name the paths as the user gave them.
+    """
+    resolved = [_resolved(job, base) for job in jobs]
+    batch = _BatchRun(
+        resolved, worker_models(loader), config, Path(out_dir), pixel_size, 1, None, True
+    )
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        batch.process(resolved, pool, batch.tqdm(disable=True))
+    outcomes = []
+    for job, resolved_job in zip(jobs, resolved, strict=True):
+        entry = batch.entries[job.image]
+        if entry["status"] == "done":
+            outcomes.append(("done", batch.records[job.image]))
+        else:
+            outcomes.append(("failed", _as_given(entry["error"], job, resolved_job)))
+    return outcomes
+
+
+def group_size(images: int, workers: int, batch_images: int) -> int:
+    """Images per task: the in-process batch size (``batch.images``), but small enough that every
+    worker gets at least two tasks (so that none waits idle for the last one)."""
+    return max(1, min(batch_images, math.ceil(images / (2 * max(1, workers)))))
 
 
 @contextmanager
@@ -139,6 +159,31 @@ def dask_client(scheduler: str | None, workers: int):
 class _DaskBatchRun(_BatchRun):
     """``_BatchRun`` whose images are processed by the tasks of a dask cluster."""
 
+    def collect(self, future, group: list[ImageJob], progress, last_try: bool) -> list[ImageJob]:
+        """Record the outcome of a finished task for each image of ``group``. For a task lost with
+        its workers (dask's KilledWorker), return its images to be run again, one by one, unless
+        this was their ``last_try``: then they are recorded as failed."""
+        try:
+            outcomes = future.result()
+        except Exception as error:  # KilledWorker: the task took down too many workers
+            if not last_try:
+                return group
+            message = f"every worker that ran it died ({type(error).__name__}); see their logs"
+            outcomes = [("lost", message)] * len(group)
+        finally:
+            future.release()
+        for job, (status, outcome) in zip(group, outcomes, strict=True):
+            if status == "done":
+                self.succeed(job, outcome, "done")
+            else:
+                error = WorkerLostError if status == "lost" else InputError
+                self.fail(job, error(outcome))
+            progress.update()
+        if time.perf_counter() - self.written > MANIFEST_EVERY_S:
+            self.write_manifest()
+            self.written = time.perf_counter()
+        return []
+
     def run_on(self, client, loader: Callable[[], Models], resume: bool) -> RunSummary:
         from distributed import as_completed
 
@@ -152,33 +197,22 @@ class _DaskBatchRun(_BatchRun):
         progress = self.tqdm(
             total=len(self.jobs), initial=self.summary.resumed, unit="image", disable=self.quiet
         )
-        base, out_dir = os.getcwd(), str(self.out_dir.resolve())
-        futures = {
-            client.submit(
-                process_on_worker, job, loader, self.config, self.pixel_size, out_dir,
-                self.stamps[job.image], base, pure=False,
-            ): job
-            for job in todo
-        }
-        written = time.perf_counter()
-        for future in as_completed(futures):
-            job = futures[future]
-            try:
-                status, outcome = future.result()
-            except Exception as error:  # KilledWorker: the image took down too many workers
-                self.fail(job, WorkerLostError(
-                    f"every worker that ran it died ({type(error).__name__}); see the workers' logs"
-                ))
-            else:
-                if status == "done":
-                    self.succeed(job, outcome, "done")
-                else:
-                    self.fail(job, InputError(outcome))
-            future.release()
-            progress.update()
-            if time.perf_counter() - written > MANIFEST_EVERY_S:
-                self.write_manifest()
-                written = time.perf_counter()
+        workers = len(client.scheduler_info()["workers"])
+        size = group_size(len(todo), workers, int(self.config["batch"]["images"]))
+        arguments = (loader, self.config, self.pixel_size, str(self.out_dir.resolve()), os.getcwd())
+        self.written = time.perf_counter()
+
+        def submit(group: list[ImageJob]):
+            return client.submit(process_on_worker, group, *arguments, pure=False)
+
+        groups = {submit(todo[i : i + size]): todo[i : i + size] for i in range(0, len(todo), size)}
+        suspects = []  # images of tasks lost with their workers
+        for future in as_completed(groups):
+            suspects += self.collect(future, groups[future], progress, last_try=False)
+        # Then each suspect alone, one at a time: only an image that kills every worker that runs
+        # it is reported lost, not those that shared its task or its worker.
+        for job in suspects:
+            self.collect(submit([job]), [job], progress, last_try=True)
         progress.close()
         channels = list(self.jobs[0].channels) if self.jobs else []
         header = column_names(channels, self.pixel_size is not None)

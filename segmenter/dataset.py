@@ -8,6 +8,7 @@ pairs (``segmenter.synthetic``). Splits are by slide (``pipeline.adir``).
 
 from __future__ import annotations
 
+import os
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 
@@ -100,6 +101,7 @@ def prepare(images: list[adir.AdirImage], margin: int, context: int, workers: in
 
 def augmenter(seed: int):
     """The albumentations pipeline of training crops (image float32 [0, 1], mask uint8)."""
+    os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")  # no network check in every worker
     import albumentations as A
 
     return A.Compose(

@@ -151,10 +151,13 @@ def train(
         if not checkpoint_path.is_file():
             raise ConfigError(f"--resume: no checkpoint.pt in {out}")
         checkpoint = torch.load(checkpoint_path, map_location="cpu", weights_only=False)
-        config = {
-            **checkpoint["config"],
-            "train": {**checkpoint["config"]["train"], "epochs": config["train"]["epochs"]},
-        }
+        planned = int(checkpoint["config"]["train"]["epochs"])
+        if epochs is not None and int(epochs) != planned:
+            raise ConfigError(
+                f"--resume continues the run's own one-cycle schedule of {planned} epochs; "
+                "start a new run (another --out) to train for a different number"
+            )
+        config = checkpoint["config"]
         data_config, train_config = config["data"], config["train"]
     _seed_everything(int(config["seed"]))
     target_device = api.select_device(device)
@@ -212,6 +215,11 @@ def train(
         persistent_workers=False,
     )
     steps = len(training_set) // loader_args["batch_size"]
+    if steps < 1:
+        raise adir.DatasetError(
+            f"only {len(training_set)} training crops, fewer than one batch "
+            f"({loader_args['batch_size']}): lower train.batch_size or add data"
+        )
     total_epochs = int(train_config["epochs"])
     optimizer = torch.optim.AdamW(
         net.parameters(),
@@ -222,7 +230,7 @@ def train(
         optimizer,
         max_lr=float(train_config["lr"]),
         total_steps=max(1, total_epochs * steps),
-        pct_start=0.1,
+        pct_start=max(0.1, 2 / max(1, total_epochs * steps)),  # >= 2 warm-up steps
     )
     start_epoch, best_score = 0, -1.0
     if checkpoint is not None:

@@ -49,8 +49,13 @@ def test_save_load_round_trip(tmp_path, name):
     config = yaml.safe_load((CONFIGS / name).read_text())
     config["model"] = resolve(config["model"])
     net = build_model(config["model"])
-    for parameter in net.parameters():  # make batchnorm statistics and weights non-trivial
+    for parameter in net.parameters():  # make weights and batchnorm statistics non-trivial
         parameter.data.normal_(0, 0.1)
+    for name, buffer in net.named_buffers():
+        if name.endswith("running_mean"):
+            buffer.normal_(0, 0.1)
+        elif name.endswith("running_var"):
+            buffer.uniform_(0.5, 2.0)
     net.eval()
     api.save_model(net, config, tmp_path)
     model = api.load_model(tmp_path, device="cpu")

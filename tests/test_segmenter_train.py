@@ -1,0 +1,198 @@
+"""Training on tiny synthetic data, the CLI end to end, and clear errors for bad input."""
+
+import json
+
+import h5py
+import numpy as np
+import pytest
+import tifffile
+import torch
+import yaml
+
+from pipeline.cli import main
+from segmenter.metrics import swap_ab
+from segmenter import train as train_module
+from segmenter.api import save_model
+from segmenter.model import build_model, resolve
+from segmenter.train import pair_loss
+
+
+def _bars(size: int = 32) -> tuple[np.ndarray, np.ndarray]:
+    """Two crossing bars: image (2, 1, size, size) float32 and target (2, size, size) int64."""
+    target = np.zeros((2, size, size), np.int64)
+    target[:, 14:18, 4:28] = 1
+    target[:, 4:28, 14:18] = 2
+    target[:, 14:18, 14:18] = 3
+    target[1] = target[1].T
+    image = np.where(target > 0, 0.6, 0.05) + (target == 3) * 0.3
+    return torch.tensor(image[:, None], dtype=torch.float32), torch.from_numpy(target)
+
+
+def test_loss_is_permutation_invariant_and_falls_in_a_few_steps():
+    torch.manual_seed(0)
+    images, targets = _bars()
+    net = build_model({"channels": [4, 8], "norm": "batch", "skip": "add"})
+    optimizer = torch.optim.Adam(net.parameters(), lr=0.01)
+    logits = net(images)
+    swapped = torch.from_numpy(swap_ab(targets.numpy()))
+    assert float(pair_loss(logits, targets, 1.0).detach()) == pytest.approx(
+        float(pair_loss(logits, swapped, 1.0).detach())
+    )
+    losses = []
+    for _ in range(30):
+        loss = pair_loss(net(images), targets, 1.0)
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+        losses.append(float(loss))
+    assert losses[-1] < 0.7 * losses[0]
+
+
+def _metaphase(rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    """A 96x96 DAPI-like image and its K labels: a crossing pair and two single chromosomes."""
+    labels = np.zeros((96, 96), np.uint8)
+    labels[20:26, 8:44] = 1
+    labels[6:40, 22:28] = 2
+    labels[20:26, 22:28] = 255
+    labels[60:90, 10:16] = 3
+    labels[55:62, 50:88] = 4
+    image = rng.normal(12, 3, labels.shape) + (labels > 0) * 120 + (labels == 255) * 40
+    return np.clip(image, 0, 255).astype(np.uint8), labels
+
+
+@pytest.fixture
+def adir_folder(tmp_path):
+    rng = np.random.default_rng(0)
+    for slide in ("X01", "X02", "X03", "X04"):
+        folder = tmp_path / "data" / f"{slide}__XY"
+        folder.mkdir(parents=True)
+        image, labels = _metaphase(rng)
+        tifffile.imwrite(folder / f"{slide}01XYD.tif", image)
+        tifffile.imwrite(folder / f"{slide}01XYK.tif", labels)
+    return tmp_path / "data"
+
+
+@pytest.fixture
+def tiny_config(tmp_path):
+    config = yaml.safe_load(open("configs/segmenter.yaml"))
+    config["model"] = {"channels": [4, 8], "norm": "batch", "skip": "add"}
+    config["data"].update(synthetic_per_epoch=8, val_synthetic=4, test_synthetic=4)
+    config["train"].update(epochs=2, batch_size=4, workers=0)
+    path = tmp_path / "tiny.yaml"
+    path.write_text(yaml.safe_dump(config))
+    return path
+
+
+def test_cli_train_resume_eval_segment(tmp_path, adir_folder, tiny_config, monkeypatch):
+    out = tmp_path / "run"
+    common = ["--config", str(tiny_config), "--data", str(adir_folder), "--out", str(out)]
+    validate, calls = train_module._validate, []
+
+    def interrupted_in_epoch_2(*args):
+        calls.append(1)
+        if len(calls) == 2:
+            raise KeyboardInterrupt
+        return validate(*args)
+
+    monkeypatch.setattr(train_module, "_validate", interrupted_in_epoch_2)
+    assert main(["train", "segmenter", *common, "--device", "cpu"]) == 130
+    assert torch.load(out / "checkpoint.pt", weights_only=False)["epoch"] == 1
+    monkeypatch.setattr(train_module, "_validate", validate)
+    assert main(["train", "segmenter", *common, "--resume", "--epochs", "3"]) == 2
+    assert main(["train", "segmenter", *common, "--resume"]) == 0
+    log = (out / "train_log.csv").read_text().splitlines()
+    assert [row.split(",")[0] for row in log[1:]] == ["1", "2"]
+    for name in (
+        "config.yaml",
+        "weights.pt",
+        "metrics.json",
+        "train_log.csv",
+        "split.json",
+        "checkpoint.pt",
+        "train.log",
+    ):
+        assert (out / name).is_file(), name
+
+    report = tmp_path / "eval.json"
+    args = ["eval", "segmenter", "--model", str(out), "--data", str(adir_folder)]
+    assert main([*args, "--json", str(report), "--device", "cpu"]) == 0
+    results = json.loads(report.read_text())
+    assert {"real_pairs", "real_multi", "real_all", "synthetic_pairs"} <= set(results)
+    assert results["real_pairs"]["crops"] == 1  # one test slide, one crossing pair
+    assert set(results["real_pairs"]["permutation_invariant"]["iou"]) == {
+        "background",
+        "chromosome_A",
+        "chromosome_B",
+        "overlap",
+    }
+
+    crops = np.random.default_rng(1).random((3, 88, 88)).astype(np.float32)
+    np.save(tmp_path / "crops.npy", crops)
+    segmented = tmp_path / "segmented"
+    assert (
+        main(
+            [
+                "segment",
+                str(tmp_path / "crops.npy"),
+                "--model",
+                str(out),
+                "--out",
+                str(segmented),
+                "--format",
+                "both",
+                "--device",
+                "cpu",
+            ]
+        )
+        == 0
+    )
+    labels = np.load(segmented / "labels.npy")
+    assert labels.shape == (3, 88, 88) and labels.dtype == np.uint8
+    assert len(list(segmented.glob("labels_*.png"))) == 3
+
+
+def test_bad_input_gives_one_line_errors(tmp_path, adir_folder, tiny_config, capsys):
+    def fails(argv, message):
+        assert main(argv) == 2
+        err = capsys.readouterr().err
+        assert err.startswith("chromoseg: error:") and message in err, err
+        assert "Traceback" not in err
+
+    fails(
+        ["train", "segmenter", "--config", str(tiny_config), "--data", str(tmp_path / "missing")],
+        "dataset folder not found",
+    )
+    fails(
+        ["train", "segmenter", "--config", str(tmp_path / "none.yaml"), "--data", str(adir_folder)],
+        "config file not found",
+    )
+    orphan = tmp_path / "orphan" / "Y01__XY"
+    orphan.mkdir(parents=True)
+    tifffile.imwrite(orphan / "Y0101XYK.tif", np.zeros((8, 8), np.uint8))
+    tifffile.imwrite(orphan / "Y0102XYD.tif", np.zeros((8, 8), np.uint8))
+    fails(
+        ["train", "segmenter", "--config", str(tiny_config), "--data", str(tmp_path / "orphan")],
+        "label image without its DAPI image",
+    )
+    fails(
+        ["eval", "segmenter", "--model", str(tmp_path / "nomodel"), "--data", str(adir_folder)],
+        "not a segmenter model folder",
+    )
+    config = yaml.safe_load(tiny_config.read_text())
+    config["model"] = resolve(config["model"])
+    save_model(build_model(config["model"]), config, tmp_path / "model")
+    with h5py.File(tmp_path / "other.h5", "w") as h5:
+        h5.create_dataset("images", data=np.zeros((2, 94, 93, 2), np.uint8))
+    fails(
+        [
+            "eval",
+            "segmenter",
+            "--model",
+            str(tmp_path / "model"),
+            "--h5",
+            str(tmp_path / "other.h5"),
+        ],
+        "no 'dataset_1'",
+    )
+    np.save(tmp_path / "bad.npy", np.zeros((2, 3, 88, 88), np.float32))
+    fails(["segment", str(tmp_path / "bad.npy")], "crops must be (N, H, W)")

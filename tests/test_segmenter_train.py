@@ -10,9 +10,9 @@ import torch
 import yaml
 
 from pipeline.cli import main
-from segmenter.metrics import swap_ab
 from segmenter import train as train_module
 from segmenter.api import save_model
+from segmenter.metrics import swap_ab
 from segmenter.model import build_model, resolve
 from segmenter.train import pair_loss
 

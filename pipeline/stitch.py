@@ -8,7 +8,8 @@ the image (``segmenter.crops`` does the geometry). Within a window, after the ar
   pixels belong to every chromosome lying there;
 - a piece is dropped when it has fewer than ``min_fragment_pixels`` pixels (default 20, the size
   below which DESIGN.md treats a labelled component as noise), or when it holds no pixel of its
-  own class (overlap only);
+  own class (overlap only), or when its mean class probability (``segmenter_score``) is below
+  ``min_segmenter_score``;
 - a piece that touches an edge of the crop lying inside the image is *cut*: the chromosome may go
   on beyond the crop. A cut piece with less than ``min_inside_fraction`` (default 0.5) of its
   pixels inside its detector box is dropped: it is a neighbour caught in the crop's margin, found
@@ -40,6 +41,7 @@ MIN_FRAGMENT_PIXELS = 20
 MIN_INSIDE_FRACTION = 0.5
 DUPLICATE_IOU = 0.5
 DUPLICATE_CONTAINMENT = 0.8
+MIN_SEGMENTER_SCORE = 0.0
 
 
 @dataclass(frozen=True)
@@ -120,6 +122,7 @@ def window_instances(
     image_shape: tuple[int, int],
     min_fragment_pixels: int = MIN_FRAGMENT_PIXELS,
     min_inside_fraction: float = MIN_INSIDE_FRACTION,
+    min_segmenter_score: float = MIN_SEGMENTER_SCORE,
 ) -> list[Instance]:
     """The chromosomes of one window (see the module docstring for the rules)."""
     probabilities = window.probabilities
@@ -148,6 +151,9 @@ def window_instances(
             whole = not (piece & cut_edge).any()
             if not whole and (piece & inside).sum() < min_inside_fraction * area:
                 continue
+            score = float(confidence[piece].mean())
+            if score < min_segmenter_score:
+                continue
             row0, col0, cropped = tight(piece, window.row0, window.col0)
             out.append(
                 Instance(
@@ -156,7 +162,7 @@ def window_instances(
                     mask=cropped,
                     cluster_id=window.cluster_id,
                     detector_score=float(window.detector_score),
-                    segmenter_score=float(confidence[piece].mean()),
+                    segmenter_score=score,
                     complete=whole,
                 )
             )
@@ -258,6 +264,7 @@ def stitch(
     image_shape: tuple[int, int],
     min_fragment_pixels: int = MIN_FRAGMENT_PIXELS,
     min_inside_fraction: float = MIN_INSIDE_FRACTION,
+    min_segmenter_score: float = MIN_SEGMENTER_SCORE,
     duplicate_iou: float = DUPLICATE_IOU,
     duplicate_containment: float = DUPLICATE_CONTAINMENT,
 ) -> list[Instance]:
@@ -267,7 +274,7 @@ def stitch(
         instance
         for window in windows
         for instance in window_instances(
-            window, image_shape, min_fragment_pixels, min_inside_fraction
+            window, image_shape, min_fragment_pixels, min_inside_fraction, min_segmenter_score
         )
     ]
     return in_reading_order(merge_duplicates(found, duplicate_iou, duplicate_containment))

@@ -11,7 +11,7 @@ import torch
 import yaml
 
 from detector import data as detdata
-from detector.api import ModelError, detect, detect_batch, load_model, save_model
+from detector.api import PRETRAINED, ModelError, detect, detect_batch, load_model, save_model
 from detector.baseline import boxes_on_nuclei, nucleus_mask, otsu_boxes
 from detector.model import build_model
 from pipeline import adir
@@ -223,3 +223,16 @@ def test_train_eval_detect_commands(tmp_path, capsys):
     assert record["width"] == 64 and (out / "bars.overlay.png").is_file()
     assert main(["eval", "detector", "--model", str(tmp_path), "--data", str(data),
                  "--json", str(metrics_path)]) == 2
+
+
+def test_shipped_model_loads_and_finds_bars():
+    model = load_model()
+    assert 0.0 < model.score_threshold < 1.0
+    image = np.full((200, 240), 0.03, np.float32)
+    for row, col in ((40, 40), (100, 120), (150, 60)):
+        image[row:row + 8, col:col + 40] = 0.8  # chromosome-like bars, ADIR scale
+    boxes, scores = detect(model, image)
+    assert boxes.dtype == np.float32 and scores.dtype == np.float32
+    assert len(boxes) >= 3
+    metrics = json.loads((PRETRAINED / "metrics.json").read_text())
+    assert {"detector", "baseline_otsu", "score_threshold"} <= set(metrics)

@@ -5,13 +5,15 @@
     python benchmarks/bench_segmenter.py --config configs/segmenter.yaml   # untrained layout
 
 Prints multiply-adds per 88x88 crop, weights file size, and crops/s (median of --runs timed
-runs of one batch each, after --warmup untimed ones); --json writes the same figures.
+runs of one batch each, after --warmup untimed ones) with the machine's load average around the
+timing; --json writes the same figures.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import statistics
 import time
 from pathlib import Path
@@ -49,6 +51,7 @@ def main() -> None:
         weights_bytes = (folder / api.WEIGHTS_FILE).stat().st_size
         source = str(folder)
     crops = np.random.default_rng(0).random((args.batch_size, 88, 88)).astype(np.float32)
+    load_before = os.getloadavg()[0]
     for _ in range(args.warmup):
         api.segment(model, crops, args.batch_size)
     seconds = []
@@ -66,6 +69,10 @@ def main() -> None:
         "median_seconds_per_batch": statistics.median(seconds),
         "crops_per_second_median": args.batch_size / statistics.median(seconds),
         "crops_per_second_best": args.batch_size / min(seconds),
+        # other processes on the machine slow the timing down: the 1-minute load average
+        # before and after says how busy it was (2 cores: above ~2 means shared)
+        "load_average_before": load_before,
+        "load_average_after": os.getloadavg()[0],
     }
     for key, value in figures.items():
         print(f"{key:<26} {value:.4g}" if isinstance(value, float) else f"{key:<26} {value}")

@@ -121,7 +121,7 @@ def run_detect(args) -> int:
     model = load_model(args.model, args.device)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    failures = 0
+    failures, used = 0, set()
     for path in expand(args.inputs):
         try:
             image = normalise(read_image(path), args.polarity)
@@ -138,7 +138,11 @@ def run_detect(args) -> int:
             "boxes_xyxy": [[round(v, 2) for v in box] for box in boxes.tolist()],
             "scores": [round(s, 5) for s in scores.tolist()],
         }
-        (out / f"{path.stem}.boxes.json").write_text(json.dumps(record, indent=1) + "\n")
-        cv2.imwrite(str(out / f"{path.stem}.overlay.png"), overlay(image, boxes))
+        stem = path.stem
+        while stem in used:  # same name from another folder: do not overwrite
+            stem += "_"
+        used.add(stem)
+        (out / f"{stem}.boxes.json").write_text(json.dumps(record, indent=1) + "\n")
+        cv2.imwrite(str(out / f"{stem}.overlay.png"), overlay(image, boxes))
         print(f"{path}: {len(boxes)} clusters")
     return 2 if failures else 0

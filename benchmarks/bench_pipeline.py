@@ -6,14 +6,17 @@ Takes ``--images`` DAPI metaphases (``*D.tif`` under ``--data``, sorted; default
 samples in data/samples, repeated to fill the batch), runs the whole pipeline on them once to
 warm up and then ``--runs`` times, each into a fresh output folder (reading, detection,
 segmentation, stitching, measuring and writing every output), and prints the median wall time,
-metaphases per second, the median per-image time of each step (from run.json) and the peak
-resident memory of this process (ru_maxrss: models, images and outputs included).
+metaphases per second, the median CPU time (a figure that other programs running on the machine
+disturb less than wall time; the load average is printed beside it), the median per-image time of
+each step (from run.json) and the peak resident memory of this process (ru_maxrss: models, images
+and outputs included).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import platform
 import resource
 import shutil
@@ -30,6 +33,12 @@ from pipeline.models import load_models
 from pipeline.run import run_batch
 
 ROOT = Path(__file__).resolve().parent.parent
+
+
+def cpu_seconds() -> float:
+    """User + system CPU time of this process and its threads so far."""
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
 
 
 def batch_folder(data: Path, count: int, folder: Path) -> None:
@@ -63,17 +72,20 @@ def main() -> int:
         batch_folder(args.data, args.images, scratch / "in")
         jobs = find_jobs([str(scratch / "in")])
         height, width = read_image(jobs[0].path).shape[:2]
-        walls, steps = [], {}
+        walls, cpus, steps = [], [], {}
+        load_before = os.getloadavg()[0]
         for run in range(args.runs + 1):
             out = scratch / f"out{run}"
-            started = time.perf_counter()
+            started, cpu_started = time.perf_counter(), cpu_seconds()
             summary = run_batch(jobs, models, config, out, quiet=True, workers=args.workers)
             wall = time.perf_counter() - started
+            cpu = cpu_seconds() - cpu_started
             if summary.failed:
                 raise SystemExit(f"{summary.failed} images failed: {summary.errors[:3]}")
             if run == 0:
                 continue  # warm-up
             walls.append(wall)
+            cpus.append(cpu)
             for entry in json.loads((out / "run.json").read_text())["images"]:
                 for step, seconds in entry["seconds"].items():
                     steps.setdefault(step, []).append(seconds)
@@ -81,6 +93,8 @@ def main() -> int:
         chromosomes = summary.chromosomes
     peak_mib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     median = statistics.median(walls)
+    median_cpu = statistics.median(cpus)
+    cores = os.cpu_count() or 1
     figures = {
         "images": len(jobs),
         "image_width_height": [width, height],
@@ -91,6 +105,10 @@ def main() -> int:
         "wall_seconds": [round(w, 3) for w in walls],
         "median_wall_seconds": round(median, 3),
         "metaphases_per_second": round(len(jobs) / median, 3),
+        "cpu_seconds": [round(c, 3) for c in cpus],
+        "metaphases_per_cpu_second": round(len(jobs) / median_cpu, 3),
+        "cores": cores,
+        "load_average_before_after": [round(load_before, 2), round(os.getloadavg()[0], 2)],
         "median_seconds_per_image": {
             step: round(statistics.median(values), 4) for step, values in steps.items()
         },
@@ -104,6 +122,12 @@ def main() -> int:
     )
     print(f"  median wall time: {median:.2f} s  ->  {len(jobs) / median:.2f} metaphases/s")
     print(f"  all runs: {', '.join(f'{w:.2f}' for w in walls)} s")
+    print(
+        f"  CPU time (user+sys) per run, median: {median_cpu:.2f} s -> {len(jobs) / median_cpu:.2f}"
+        f" metaphases per CPU-second ({cores} cores; other load on the machine: load average "
+        f"{figures['load_average_before_after'][0]:.1f} before, "
+        f"{figures['load_average_before_after'][1]:.1f} after)"
+    )
     print(
         "  median per image: "
         + ", ".join(

@@ -12,7 +12,7 @@ from pipeline import InputError
 
 DEFAULTS = {
     "polarity": "auto",
-    "detector": {"model": None},
+    "detector": {"model": None, "score_threshold": None, "input_scale": None},
     "segmenter": {"model": None, "batch_size": 64, "margin": None},
     "stitch": {
         "min_fragment_pixels": 20,

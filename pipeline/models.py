@@ -65,7 +65,12 @@ def load_models(config: dict, device: str = "cpu") -> Models:
     batch_size = int(config["segmenter"]["batch_size"])
 
     def detect(image: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        return detector_api.detect(detector_model, image)
+        return detector_api.detect(
+            detector_model,
+            image,
+            score_threshold=config["detector"]["score_threshold"],
+            input_scale=config["detector"]["input_scale"],
+        )
 
     def segment(crops: np.ndarray) -> np.ndarray:
         return segmenter_api.segment(segmenter_model, crops, batch_size=batch_size)[1]

@@ -123,10 +123,14 @@ def test_cli_train_resume_eval_segment(tmp_path, adir_folder, tiny_config, monke
         assert (out / name).is_file(), name
 
     report = tmp_path / "eval.json"
+    with h5py.File(tmp_path / "pairs.h5", "w") as h5:
+        h5.create_dataset("dataset_1", data=np.ones((5, 94, 93, 2), np.uint8))
     args = ["eval", "segmenter", "--model", str(out), "--data", str(adir_folder)]
+    args += ["--h5", str(tmp_path / "pairs.h5")]
     assert main([*args, "--json", str(report), "--device", "cpu"]) == 0
     results = json.loads(report.read_text())
-    assert {"real_pairs", "real_multi", "real_all", "synthetic_pairs"} <= set(results)
+    assert set(results) == {"real_pairs", "real_multi", "real_all", "synthetic_pairs", "h5_pairs"}
+    assert results["h5_pairs"]["crops"] == 1
     assert results["real_pairs"]["crops"] == 1  # one test slide, one crossing pair
     assert set(results["real_pairs"]["permutation_invariant"]["iou"]) == {
         "background",

@@ -29,9 +29,6 @@ class Crops:
     targets: np.ndarray
     counts: np.ndarray
 
-    def subset(self, keep: np.ndarray) -> Crops:
-        return Crops(self.images[keep], self.targets[keep], self.counts[keep])
-
     @staticmethod
     def concatenate(parts: list[Crops]) -> Crops:
         if not parts:

@@ -19,14 +19,14 @@ from segmenter.h5data import load_h5_pairs
 from segmenter.targets import CLASS_NAMES
 
 SYNTHETIC_TEST_SEED = 2017
-SET_NAMES = ("real_pairs", "real_multi", "real_all", "synthetic_pairs", "h5_pairs")
 
 
 def synthetic_pairs(prepared: dataset.Prepared, data_config: dict, count: int, seed: int):
     """``count`` synthetic pairs from ``prepared``'s singles (its own measured overlap ratios,
     else the config's default); empty arrays when it has fewer than two singles."""
     if len(prepared.singles) < 2 or count <= 0:
-        return dataset.Crops.concatenate([]).images, dataset.Crops.concatenate([]).targets
+        empty = dataset.Crops.concatenate([])
+        return empty.images, empty.targets
     ratios = prepared.ratios if len(prepared.ratios) else [data_config["default_overlap_ratio"]]
     return synthetic.make_pairs(
         prepared.singles,

@@ -21,7 +21,7 @@ DEFAULTS = {
         "duplicate_iou": 0.5,
         "duplicate_containment": 0.8,
     },
-    "tiling": {"max_side": 4096, "tile": 2048, "overlap": 512},
+    "tiling": {"max_side": 1536, "tile": 1024, "overlap": 256},
     "batch": {"images": 8},
 }
 

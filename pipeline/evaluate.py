@@ -111,7 +111,7 @@ def evaluate(images: list[AdirImage], models: Models, config: dict, progress=Non
         job = ImageJob(image.dapi_path, image.slide, image.name, image.name)
         result = process_image(job, models, config)
         ours = image_scores(result.instances, true)
-        baseline = image_scores(otsu_instances(result.normalised), true)
+        baseline = image_scores(otsu_instances(result.normalised.full()), true)
         pipeline_scores.append(ours)
         baseline_scores.append(baseline)
         per_image.append(

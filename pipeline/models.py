@@ -7,6 +7,8 @@ tests (and other engines) can pass their own.
 float32 (0 background, 1 chromosome A, 2 chromosome B, 3 overlap).
 ``Models.margin``: crop margin in pixels (the geometry the segmenter was trained with).
 ``Models.info``: what ``run.json`` records about them (folders, sha256 of the weights).
+``Models.max_boxes``: the most boxes the detector returns for one image (None: no limit); an image
+or tile that gets that many may hold more clusters than were found.
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ class Models:
     segment: Callable[[np.ndarray], np.ndarray]
     margin: int
     info: dict = field(default_factory=dict)
+    max_boxes: int | None = None
 
 
 def sha256(path: Path) -> str:
@@ -80,4 +83,5 @@ def load_models(config: dict, device: str = "cpu") -> Models:
         segment=segment,
         margin=segmenter_model.margin if margin is None else int(margin),
         info={"detector": _describe(detector_folder), "segmenter": _describe(segmenter_folder)},
+        max_boxes=detector_model.config["model"].get("box_detections_per_img"),
     )

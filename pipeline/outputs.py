@@ -100,10 +100,9 @@ def palette(count: int) -> np.ndarray:
     return cv2.cvtColor(hsv[None], cv2.COLOR_HSV2RGB)[0]
 
 
-def overlay_rgb(normalised: np.ndarray, instances: list[Instance]) -> np.ndarray:
-    """uint8 RGB ``(H, W, 3)``: the image (float ``[0, 1]``, chromosomes bright) with every
-    chromosome tinted, outlined and numbered; overlap pixels white."""
-    grey = (np.clip(normalised, 0, 1) * 255).astype(np.uint8)
+def overlay_rgb(grey: np.ndarray, instances: list[Instance]) -> np.ndarray:
+    """uint8 RGB ``(H, W, 3)``: the normalised image as uint8 ``(H, W)`` (chromosomes bright) with
+    every chromosome tinted, outlined and numbered; overlap pixels white."""
     out = np.repeat(grey[..., None], 3, axis=2)
     colours = palette(len(instances))
     coverage = np.zeros(grey.shape, np.uint8)
@@ -136,10 +135,8 @@ def overlay_rgb(normalised: np.ndarray, instances: list[Instance]) -> np.ndarray
     return out
 
 
-def write_overlay(path: Path, normalised: np.ndarray, instances: list[Instance]) -> None:
-    ok, png = cv2.imencode(
-        ".png", cv2.cvtColor(overlay_rgb(normalised, instances), cv2.COLOR_RGB2BGR)
-    )
+def write_overlay(path: Path, grey: np.ndarray, instances: list[Instance]) -> None:
+    ok, png = cv2.imencode(".png", cv2.cvtColor(overlay_rgb(grey, instances), cv2.COLOR_RGB2BGR))
     if not ok:
         raise OSError(f"could not encode {path}")
     write_bytes(path, png.tobytes())

@@ -2,11 +2,12 @@
 
 Per image (``process_image`` does all of it for one image; other engines call it on workers):
 read and normalise (``load_image``), detect cluster boxes (tiled when the image is large), cut one
-88x88 crop per box (``segmenter.crops``: the geometry the U-Net was trained with), segment
-(``segment_crops``), map the class probabilities back and build instances (``pipeline.stitch``),
-measure (``pipeline.measure``). ``run_batch`` does this for a list of images, sending the crops of
-``batch.images`` images through the U-Net together, writes every output (``pipeline.outputs``,
-layout below), and survives bad images: each failure is one line on stderr and in ``run.json``.
+88x88 crop per box (``segmenter.crops``: the geometry the U-Net was trained with), segment the
+crops, map their class probabilities back and keep the chromosomes of each (``segment_images``),
+merge duplicates and measure (``build_result``). ``run_batch`` does this for a list of images,
+sending the crops of ``batch.images`` images through the U-Net together, writes every output
+(``pipeline.outputs``, layout below), and survives bad images: each failure is one line on stderr
+and in ``run.json``.
 
 Output folder::
 
@@ -39,10 +40,11 @@ import numpy as np
 import pandas as pd
 
 from pipeline import InputError, __version__
-from pipeline.imageio import normalise, read_image, to_grey
+from pipeline.imageio import read_image, to_grey
 from pipeline.inputs import ImageJob
 from pipeline.measure import column_names, measure
 from pipeline.models import Models
+from pipeline.normalised import NormalisedImage
 from pipeline.outputs import (
     coco_annotations,
     coco_document,
@@ -52,18 +54,10 @@ from pipeline.outputs import (
     write_overlay,
     write_table,
 )
-from pipeline.stitch import Instance, Window, stitch
+from pipeline.stitch import Instance, Window, merge_pieces, window_instances
 from pipeline.tiling import detect_tiled, order_boxes
-from segmenter.crops import (
-    CROP_SIZE,
-    CropGeometry,
-    background_level,
-    crop_image,
-    probabilities_to_image,
-    window_for_box,
-)
+from segmenter.crops import CROP_SIZE, CropGeometry, probabilities_to_image, window_for_box
 
-CLASSES = 4
 OUTPUT_SUFFIXES = {
     "table": ".csv",
     "labels": ".labels.tif",
@@ -78,27 +72,34 @@ class ImageError(InputError):
 
 @dataclass
 class LoadedImage:
-    """``grey``: raw luminance ``(H, W)`` float32 (intensities are measured on it);
-    ``normalised``: ``(H, W)`` float32 in [0, 1], chromosomes bright (what the models see);
-    ``channels``: ``"dapi"`` (= ``grey``) and each extra channel, raw ``(H, W)``."""
+    """``grey``: the image's values ``(H, W)`` as stored (luminance float32 for colour images;
+    intensities are measured on it); ``normalised``: the view of it that the models see (float32
+    in [0, 1], chromosomes bright, computed per region); ``channels``: ``"dapi"`` (= ``grey``) and
+    each extra channel, raw ``(H, W)``."""
 
     job: ImageJob
     grey: np.ndarray
-    normalised: np.ndarray
+    normalised: NormalisedImage
     channels: dict[str, np.ndarray]
     notes: list[str]
 
 
 @dataclass
 class Detected:
-    """An image with its boxes (float32 ``(M, 4)``, cluster id = row + 1), scores, crop windows
-    and crops ``(M, 88, 88)`` float32."""
+    """An image with its boxes (float32 ``(M, 4)``, cluster id = row + 1), their scores, crop
+    windows and crop padding level; ``pieces`` collects the chromosomes found in its crops as
+    they are segmented (``segment_images``), before duplicates are merged."""
 
     image: LoadedImage
     boxes: np.ndarray
     scores: np.ndarray
     geometries: list[CropGeometry]
-    crops: np.ndarray
+    background: float
+    pieces: list[Instance] = field(default_factory=list)
+
+    def crop(self, index: int) -> np.ndarray:
+        """The 88x88 float32 crop of box ``index``."""
+        return self.image.normalised.crop(self.geometries[index], self.background)
 
 
 @dataclass
@@ -109,7 +110,7 @@ class ImageResult:
     shape: tuple[int, int]
     instances: list[Instance]
     table: pd.DataFrame
-    normalised: np.ndarray
+    normalised: NormalisedImage
     notes: list[str] = field(default_factory=list)
     seconds: dict[str, float] = field(default_factory=dict)
 
@@ -129,13 +130,14 @@ def load_image(job: ImageJob, polarity: str = "auto") -> LoadedImage:
         notes.append(f"{'RGBA' if raw.shape[2] == 4 else 'RGB'} image: measured as grey")
     if raw.dtype != np.uint8:
         notes.append(f"{raw.dtype} image")
-    grey = to_grey(raw)
-    normalised = normalise(raw, polarity)
-    if not normalised.any():
+    grey = to_grey(raw) if raw.ndim == 3 else raw
+    normalised = NormalisedImage(grey, polarity)
+    if normalised.blank:
         raise ImageError(f"{job.path}: blank image (no contrast): nothing to segment")
     channels = {"dapi": grey}
     for name, path in job.channels.items():
-        values = to_grey(read_image(path))
+        values = read_image(path)
+        values = to_grey(values) if values.ndim == 3 else values
         if values.shape != grey.shape:
             raise ImageError(
                 f"{path}: channel {name!r} is {values.shape[1]}x{values.shape[0]}, its image "
@@ -145,66 +147,99 @@ def load_image(job: ImageJob, polarity: str = "auto") -> LoadedImage:
     return LoadedImage(job, grey, normalised, channels, notes)
 
 
-def detect_boxes(models: Models, normalised: np.ndarray, tiling: dict):
+def detect_boxes(models: Models, normalised: NormalisedImage, tiling: dict):
     """Cluster boxes and scores of a normalised image, in ``order_boxes`` order; detected in
-    tiles when its longer side exceeds ``tiling["max_side"]``."""
+    tiles when its longer side exceeds ``tiling["max_side"]``. Also returns how many detector
+    calls (tiles) gave as many boxes as the detector can return (``Models.max_boxes``): there,
+    clusters may have been missed."""
+    full = []
+
+    def detect(image: np.ndarray):
+        boxes, scores = models.detect(image)
+        if models.max_boxes is not None and len(boxes) >= models.max_boxes:
+            full.append(image.shape)
+        return boxes, scores
+
     if max(normalised.shape) > tiling["max_side"]:
-        return detect_tiled(models.detect, normalised, tiling["tile"], tiling["overlap"])
-    boxes, scores = models.detect(normalised)
-    return order_boxes(np.asarray(boxes, np.float32).reshape(-1, 4), np.asarray(scores))
+        boxes, scores = detect_tiled(detect, normalised, tiling["tile"], tiling["overlap"])
+    else:
+        boxes, scores = detect(normalised.full())
+        boxes, scores = order_boxes(
+            np.asarray(boxes, np.float32).reshape(-1, 4), np.asarray(scores)
+        )
+    return boxes, scores, len(full)
 
 
 def detect_image(image: LoadedImage, models: Models, config: dict) -> Detected:
-    """Boxes and the crops of one image."""
-    boxes, scores = detect_boxes(models, image.normalised, config["tiling"])
+    """Boxes and crop windows of one image."""
+    boxes, scores, full = detect_boxes(models, image.normalised, config["tiling"])
+    if full:
+        image.notes.append(
+            f"the detector returned its maximum of {models.max_boxes} boxes in {full} tile(s): "
+            "clusters may be missing there (set a smaller tiling.tile)"
+        )
     geometries = [window_for_box(box, models.margin) for box in boxes]
-    background = background_level(image.normalised)
-    crops = np.zeros((len(boxes), CROP_SIZE, CROP_SIZE), np.float32)
-    for i, geometry in enumerate(geometries):
-        crops[i] = crop_image(image.normalised, geometry, background)
-    return Detected(image, boxes, scores, geometries, crops)
+    return Detected(image, boxes, scores, geometries, image.normalised.background())
 
 
-def segment_crops(models: Models, crops: np.ndarray, batch_size: int) -> np.ndarray:
-    """Class probabilities ``(N, 4, 88, 88)`` float32 of crops ``(N, 88, 88)``.
+def crop_pieces(
+    detected: Detected, index: int, probabilities: np.ndarray, stitch_config: dict
+) -> list[Instance]:
+    """The chromosomes in crop ``index`` of an image, from its class probabilities
+    ``(4, 88, 88)`` resized back to the crop's window (``pipeline.stitch.window_instances``)."""
+    shape = detected.image.normalised.shape
+    geometry = detected.geometries[index]
+    maps, (x0, y0, x1, y1) = probabilities_to_image(probabilities, geometry, shape)
+    if x1 <= x0 or y1 <= y0:
+        return []
+    window = Window(
+        probabilities=maps,
+        row0=y0,
+        col0=x0,
+        box=detected.boxes[index],
+        detector_score=float(detected.scores[index]),
+        cluster_id=index + 1,
+    )
+    return window_instances(
+        window,
+        shape,
+        stitch_config["min_fragment_pixels"],
+        stitch_config["min_inside_fraction"],
+        stitch_config["min_segmenter_score"],
+    )
 
-    Every U-Net call gets exactly ``batch_size`` crops (the last one padded with blank crops), so
-    a crop's result does not depend on which other images share its batch: resumed and
-    uninterrupted runs give the same masks.
+
+def segment_images(detected: list[Detected], models: Models, config: dict) -> None:
+    """Cut, segment and map back every crop of these images, ``segmenter.batch_size`` crops per
+    U-Net call, adding each crop's chromosomes to its image's ``pieces``.
+
+    The crops of all the images share the calls; every call gets exactly ``batch_size`` crops (the
+    last one padded with blank crops), so a crop's result does not depend on which other images
+    share its batch: resumed and uninterrupted runs give the same masks. Memory is bounded by one
+    call's crops and probabilities, however many crops an image has.
     """
-    out = np.zeros((len(crops), CLASSES, CROP_SIZE, CROP_SIZE), np.float32)
-    for start in range(0, len(crops), batch_size):
-        chunk = crops[start : start + batch_size]
-        padded = np.zeros((batch_size, CROP_SIZE, CROP_SIZE), np.float32)
-        padded[: len(chunk)] = chunk
-        out[start : start + len(chunk)] = np.asarray(models.segment(padded))[: len(chunk)]
-    return out
+    batch_size = int(config["segmenter"]["batch_size"])
+    items = [(item, index) for item in detected for index in range(len(item.boxes))]
+    for start in range(0, len(items), batch_size):
+        chunk = items[start : start + batch_size]
+        crops = np.zeros((batch_size, CROP_SIZE, CROP_SIZE), np.float32)
+        for slot, (item, index) in enumerate(chunk):
+            crops[slot] = item.crop(index)
+        probabilities = np.asarray(models.segment(crops))
+        for (item, index), crop_probabilities in zip(chunk, probabilities, strict=False):
+            item.pieces += crop_pieces(item, index, crop_probabilities, config["stitch"])
 
 
-def build_result(
-    detected: Detected, probabilities: np.ndarray, config: dict, pixel_size: float | None
-) -> ImageResult:
-    """Instances and table of one image from its crops' class probabilities."""
+def build_result(detected: Detected, config: dict, pixel_size: float | None) -> ImageResult:
+    """Instances (duplicates merged, in reading order) and table of one segmented image."""
     image = detected.image
-    shape = image.normalised.shape
-    windows = []
-    for index, (geometry, crop_probabilities) in enumerate(
-        zip(detected.geometries, probabilities, strict=True)
-    ):
-        maps, (x0, y0, x1, y1) = probabilities_to_image(crop_probabilities, geometry, shape)
-        if x1 > x0 and y1 > y0:
-            windows.append(
-                Window(
-                    probabilities=maps,
-                    row0=y0,
-                    col0=x0,
-                    box=detected.boxes[index],
-                    detector_score=float(detected.scores[index]),
-                    cluster_id=index + 1,
-                )
-            )
-    instances = stitch(windows, shape, **config["stitch"])
+    instances = merge_pieces(
+        detected.pieces,
+        config["stitch"]["duplicate_iou"],
+        config["stitch"]["duplicate_containment"],
+    )
     table = measure(instances, image.channels, image.job.slide, image.job.image, pixel_size)
+    shape = image.normalised.shape
     return ImageResult(image.job, shape, instances, table, image.normalised, image.notes)
 
 
@@ -218,9 +253,9 @@ def process_image(
     loaded = time.perf_counter()
     detected = detect_image(image, models, config)
     found = time.perf_counter()
-    probabilities = segment_crops(models, detected.crops, config["segmenter"]["batch_size"])
+    segment_images([detected], models, config)
     segmented = time.perf_counter()
-    result = build_result(detected, probabilities, config, pixel_size)
+    result = build_result(detected, config, pixel_size)
     result.seconds = {
         "read": loaded - started,
         "detect": found - loaded,
@@ -260,7 +295,7 @@ def write_image_outputs(result: ImageResult, out_dir: Path, stamp: str) -> dict:
     started = time.perf_counter()
     write_table(paths["table"], result.table)
     write_label_tiff(paths["labels"], result.instances, result.shape)
-    write_overlay(paths["overlay"], result.normalised, result.instances)
+    write_overlay(paths["overlay"], result.normalised.to_uint8(), result.instances)
     scores = [i.detector_score * i.segmenter_score for i in result.instances]
     seconds = {**result.seconds, "write": time.perf_counter() - started}
     record = {
@@ -438,12 +473,12 @@ class _BatchRun:
             image = error
         return job, image, time.perf_counter() - started
 
-    def finish(self, detected: Detected, probabilities: np.ndarray, seconds: dict):
+    def finish(self, detected: Detected, seconds: dict):
         """(job, record or the exception)."""
         job = detected.image.job
         try:
             started = time.perf_counter()
-            result = build_result(detected, probabilities, self.config, self.pixel_size)
+            result = build_result(detected, self.config, self.pixel_size)
             result.seconds = {**seconds, "stitch_measure": time.perf_counter() - started}
             return job, write_image_outputs(result, self.out_dir, self.stamps[job.image])
         except Exception as error:
@@ -462,25 +497,13 @@ class _BatchRun:
             except Exception as error:
                 self.fail(job, error)
                 progress.update()
-        counts = [len(item.crops) for item in detected]
+        counts = [len(item.boxes) for item in detected]
         before = time.perf_counter()
-        probabilities = segment_crops(
-            self.models,
-            np.concatenate([item.crops for item in detected])
-            if detected
-            else np.zeros((0, CROP_SIZE, CROP_SIZE), np.float32),
-            self.config["segmenter"]["batch_size"],
-        )
+        segment_images(detected, self.models, self.config)
         segment_seconds = time.perf_counter() - before
-        offsets = np.cumsum([0, *counts])
         for item_seconds, count in zip(seconds, counts, strict=True):
             item_seconds["segment"] = segment_seconds * count / max(1, sum(counts))
-        outcomes = pool.map(
-            self.finish,
-            detected,
-            [probabilities[offsets[i] : offsets[i + 1]] for i in range(len(detected))],
-            seconds,
-        )
+        outcomes = pool.map(self.finish, detected, seconds)
         for job, outcome in outcomes:
             if isinstance(outcome, BaseException):
                 self.fail(job, outcome)

@@ -259,6 +259,16 @@ def in_reading_order(instances: list[Instance]) -> list[Instance]:
     return sorted(instances, key=lambda inst: (inst.row0, inst.col0, -inst.area, inst.cluster_id))
 
 
+def merge_pieces(
+    pieces: list[Instance],
+    duplicate_iou: float = DUPLICATE_IOU,
+    duplicate_containment: float = DUPLICATE_CONTAINMENT,
+) -> list[Instance]:
+    """The chromosomes of an image from the pieces of all its windows: duplicates merged, in
+    reading order (the chromosome id of ``result[i]`` is ``i + 1``)."""
+    return in_reading_order(merge_duplicates(pieces, duplicate_iou, duplicate_containment))
+
+
 def stitch(
     windows: list[Window],
     image_shape: tuple[int, int],
@@ -268,13 +278,13 @@ def stitch(
     duplicate_iou: float = DUPLICATE_IOU,
     duplicate_containment: float = DUPLICATE_CONTAINMENT,
 ) -> list[Instance]:
-    """All chromosomes of an image ``(H, W)`` from its windows, duplicates merged, in reading
-    order (the chromosome id of ``result[i]`` is ``i + 1``)."""
-    found = [
+    """All chromosomes of an image ``(H, W)`` from its windows (``window_instances`` of each,
+    then ``merge_pieces``)."""
+    pieces = [
         instance
         for window in windows
         for instance in window_instances(
             window, image_shape, min_fragment_pixels, min_inside_fraction, min_segmenter_score
         )
     ]
-    return in_reading_order(merge_duplicates(found, duplicate_iou, duplicate_containment))
+    return merge_pieces(pieces, duplicate_iou, duplicate_containment)

@@ -6,8 +6,9 @@ nearer to it than to any neighbouring tile (the boundaries lie in the middle of 
 A box found in a tile is kept only when its centre lies in that tile's core; a cluster no larger
 than ``overlap`` whose centre lies in a core lies wholly inside that tile, so every such cluster is
 found once and whole, as in an untiled run. Only one tile at a time goes through the detector:
-its memory is bounded by the tile size. Segmentation works on the detector boxes' own small
-windows and needs no tiling.
+its memory is bounded by the tile size. A tile must also hold fewer clusters than the detector
+returns boxes per call (200 for the shipped model; ``pipeline.run`` notes tiles that hit it).
+Segmentation works on the detector boxes' own small windows and needs no tiling.
 """
 
 from __future__ import annotations

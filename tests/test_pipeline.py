@@ -18,8 +18,10 @@ from test_pipeline_helpers import (
 
 from pipeline.config import DEFAULTS
 from pipeline.evaluate import match, otsu_instances, summarise
+from pipeline.imageio import normalise
 from pipeline.inputs import ImageJob
 from pipeline.measure import column_names, measure, medial_axis_length, orientation_degrees
+from pipeline.normalised import NormalisedImage
 from pipeline.outputs import (
     coco_annotations,
     decode_segmentation,
@@ -29,6 +31,7 @@ from pipeline.outputs import (
 from pipeline.run import detect_image, process_image
 from pipeline.stitch import Instance, Window, instances_from_masks, mask_iou, stitch
 from pipeline.tiling import detect_tiled, tile_starts
+from segmenter.crops import background_level, crop_image, window_for_box
 
 
 def iou(a: np.ndarray, b: np.ndarray) -> float:
@@ -173,7 +176,7 @@ def test_label_planes_mark_overlaps_with_both_ids():
     crossing = first & second
     assert (planes[0][crossing] == 1).all() and (planes[1][crossing] == 2).all()
     assert ((planes[0] == 3) == lone).all()
-    overlay = overlay_rgb(np.zeros(shape, np.float32), instances)
+    overlay = overlay_rgb(np.zeros(shape, np.uint8), instances)
     assert overlay.shape == (*shape, 3)
     assert (overlay[crossing] == 255).all()
 
@@ -214,7 +217,7 @@ def test_detect_image_orders_boxes(tmp_path):
     detected = detect_image(load_image(job), fake_models(), test_config())
     tops = detected.boxes[:, 1]
     assert (np.diff(tops) >= 0).all()
-    assert detected.crops.shape == (4, 88, 88)
+    assert len(detected.geometries) == 4 and detected.crop(3).shape == (88, 88)
 
 
 def test_matching_and_summary_on_known_masks():
@@ -250,6 +253,30 @@ def test_otsu_baseline_takes_each_component_as_one_chromosome():
     instances = otsu_instances(image / 255.0)
     assert len(instances) == 1
     assert isinstance(instances[0], Instance)
+
+
+@pytest.mark.parametrize("polarity", ["auto", "bright", "dark"])
+def test_normalised_view_equals_normalise(polarity):
+    rng = np.random.default_rng(0)
+    bright = paint((90, 70), [(bar_mask((90, 70), (35, 45), 40, 7, 30), 200)])
+    for image in (
+        bright,
+        255 - bright,  # dark on bright: flipped under "auto"
+        bright.astype(np.uint16) * 257,
+        bright + rng.normal(0, 3, bright.shape),
+        np.full((20, 30), 7, np.uint8),  # blank
+    ):
+        view = NormalisedImage(image, polarity)
+        expected = normalise(image, polarity)
+        np.testing.assert_allclose(view.full(), expected, atol=1e-6)
+        np.testing.assert_allclose(view[5:17, 3:29], expected[5:17, 3:29], atol=1e-6)
+        assert view.blank == (not expected.any())
+        assert view.background() == pytest.approx(background_level(expected), abs=1e-6)
+        assert (view.to_uint8() == (expected * 255).astype(np.uint8)).mean() > 0.999
+        for geometry in (window_for_box((10, 20, 30, 50), 4), window_for_box((-5, 60, 20, 95), 4)):
+            np.testing.assert_allclose(
+                view.crop(geometry, 0.1), crop_image(expected, geometry, 0.1), atol=1e-5
+            )
 
 
 def test_config_file_matches_defaults():

@@ -1,0 +1,84 @@
+"""``pipeline.imageio.normalise`` computed region by region, so that a large image never needs a
+float copy of the whole of it: the models see the same values, and the memory the pipeline
+needs beyond the image itself is bounded by a tile, a crop window or a block of rows.
+
+The scale (1st and 99.9th percentiles) and polarity are those of the whole image, found once;
+``NormalisedImage[rows, cols]`` then gives float32 values in [0, 1], chromosomes bright, equal to
+``normalise(image)[rows, cols]``.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from pipeline.imageio import HIGH_PERCENTILE, LOW_PERCENTILE, POLARITIES, is_dark_on_bright
+from segmenter.crops import CropGeometry, crop_image
+
+ROW_BLOCK = 1024  # rows converted at a time by ``to_uint8``
+
+
+class NormalisedImage:
+    """A grey ``(H, W)`` image (any real dtype, e.g. ``pipeline.imageio.to_grey`` of what was
+    read, or the stored uint8/uint16 array itself) seen through ``normalise``."""
+
+    def __init__(self, grey: np.ndarray, polarity: str = "auto"):
+        if polarity not in POLARITIES:
+            raise ValueError(f"polarity must be one of {POLARITIES}, not {polarity!r}")
+        self.grey = grey
+        self.flip = polarity == "dark" or (polarity == "auto" and is_dark_on_bright(grey))
+        if self.flip:  # normalise takes the percentiles of -grey: those of grey, mirrored
+            low, high = np.percentile(grey, [100 - HIGH_PERCENTILE, 100 - LOW_PERCENTILE])
+            self.low, self.high = -high, -low
+        else:
+            self.low, self.high = np.percentile(grey, [LOW_PERCENTILE, HIGH_PERCENTILE])
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        return self.grey.shape
+
+    @property
+    def blank(self) -> bool:
+        """No contrast: ``normalise`` gives all zeros."""
+        return bool(self.high <= self.low)
+
+    def values(self, grey: np.ndarray) -> np.ndarray:
+        """Normalised float32 of raw grey values of this image."""
+        grey = np.asarray(grey, np.float32)
+        if self.blank:
+            return np.zeros(grey.shape, np.float32)
+        if self.flip:
+            grey = -grey
+        return np.clip((grey - self.low) / (self.high - self.low), 0.0, 1.0).astype(np.float32)
+
+    def __getitem__(self, region) -> np.ndarray:
+        """float32 normalised values of ``grey[region]``."""
+        return self.values(self.grey[region])
+
+    def full(self) -> np.ndarray:
+        """The whole image normalised (``(H, W)`` float32): for images of ordinary size."""
+        return self.values(self.grey)
+
+    def background(self) -> float:
+        """``segmenter.crops.background_level`` of the normalised image: its median (the
+        normalisation is monotone, so this is the normalised median of the grey values)."""
+        return float(self.values(np.median(self.grey)))
+
+    def crop(self, geometry: CropGeometry, background: float) -> np.ndarray:
+        """``segmenter.crops.crop_image`` of the normalised image, reading only the window."""
+        height, width = self.shape
+        window = np.full((geometry.side, geometry.side), background, np.float32)
+        x0, y0 = max(geometry.x0, 0), max(geometry.y0, 0)
+        x1 = min(geometry.x0 + geometry.side, width)
+        y1 = min(geometry.y0 + geometry.side, height)
+        if x1 > x0 and y1 > y0:
+            window[y0 - geometry.y0 : y1 - geometry.y0, x0 - geometry.x0 : x1 - geometry.x0] = self[
+                y0:y1, x0:x1
+            ]
+        return crop_image(window, CropGeometry(0, 0, geometry.side), background)
+
+    def to_uint8(self) -> np.ndarray:
+        """``(H, W)`` uint8: the normalised image times 255, made a block of rows at a time."""
+        out = np.empty(self.shape, np.uint8)
+        for start in range(0, self.shape[0], ROW_BLOCK):
+            out[start : start + ROW_BLOCK] = self[start : start + ROW_BLOCK] * 255
+        return out

@@ -17,7 +17,7 @@ DEFAULTS = {
     "stitch": {
         "min_fragment_pixels": 20,
         "min_inside_fraction": 0.5,
-        "min_segmenter_score": 0.0,
+        "min_segmenter_score": 0.7,
         "duplicate_iou": 0.5,
         "duplicate_containment": 0.8,
     },

@@ -26,6 +26,7 @@ cluster (``--engine dask``), with the same outputs as the in-process engine.
 
 from __future__ import annotations
 
+import logging
 import math
 import os
 import pickle
@@ -150,6 +151,7 @@ def dask_client(scheduler: str | None, workers: int):
                     processes=True,
                     host="127.0.0.1",
                     dashboard_address="127.0.0.1:0",
+                    silence_logs=logging.ERROR,
                 )
             )
             client = stack.enter_context(Client(cluster))

@@ -72,13 +72,12 @@ class ImageError(InputError):
 
 @dataclass
 class LoadedImage:
-    """``grey``: the image's values ``(H, W)`` as stored (luminance float32 for colour images;
-    intensities are measured on it); ``normalised``: the view of it that the models see (float32
-    in [0, 1], chromosomes bright, computed per region); ``channels``: ``"dapi"`` (= ``grey``) and
-    each extra channel, raw ``(H, W)``."""
+    """``channels``: ``"dapi"``, the image's values ``(H, W)`` as stored (luminance float32 for
+    colour images), and each extra channel, raw: intensities are measured on them;
+    ``normalised``: the view of the image the models see (float32 in [0, 1], chromosomes bright,
+    computed per region)."""
 
     job: ImageJob
-    grey: np.ndarray
     normalised: NormalisedImage
     channels: dict[str, np.ndarray]
     notes: list[str]
@@ -144,7 +143,7 @@ def load_image(job: ImageJob, polarity: str = "auto") -> LoadedImage:
                 f"{job.path.name} {grey.shape[1]}x{grey.shape[0]}: sizes must match"
             )
         channels[name] = values
-    return LoadedImage(job, grey, normalised, channels, notes)
+    return LoadedImage(job, normalised, channels, notes)
 
 
 def detect_boxes(models: Models, normalised: NormalisedImage, tiling: dict):

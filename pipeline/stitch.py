@@ -9,7 +9,7 @@ the image (``segmenter.crops`` does the geometry). Within a window, after the ar
 - a piece is dropped when it has fewer than ``min_fragment_pixels`` pixels (default 20, the size
   below which DESIGN.md treats a labelled component as noise), or when it holds no pixel of its
   own class (overlap only), or when its mean class probability (``segmenter_score``) is below
-  ``min_segmenter_score``;
+  ``min_segmenter_score`` (default 0.7);
 - a piece that touches an edge of the crop lying inside the image is *cut*: the chromosome may go
   on beyond the crop. A cut piece with less than ``min_inside_fraction`` (default 0.5) of its
   pixels inside its detector box is dropped: it is a neighbour caught in the crop's margin, found
@@ -36,12 +36,12 @@ from dataclasses import dataclass, replace
 import cv2
 import numpy as np
 
-BACKGROUND, CHROMOSOME_A, CHROMOSOME_B, OVERLAP = 0, 1, 2, 3
+CHROMOSOME_A, CHROMOSOME_B, OVERLAP = 1, 2, 3  # class 0 is background
 MIN_FRAGMENT_PIXELS = 20
 MIN_INSIDE_FRACTION = 0.5
 DUPLICATE_IOU = 0.5
 DUPLICATE_CONTAINMENT = 0.8
-MIN_SEGMENTER_SCORE = 0.0
+MIN_SEGMENTER_SCORE = 0.7  # chosen on the val slides (configs/pipeline.yaml)
 
 
 @dataclass(frozen=True)

@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-import argparse
 import json
 import sys
 from pathlib import Path
@@ -131,10 +130,8 @@ def _segment(args) -> int:
 
 def register(groups) -> None:
     """Add this stage's subcommands to groups (see pipeline.cli)."""
-    formatter = argparse.ArgumentDefaultsHelpFormatter
     train = groups["train"].add_parser(
         "segmenter",
-        formatter_class=formatter,
         help="train the overlap U-Net on an ADIR-format folder",
         description="Train the overlap U-Net (88x88 cluster crops -> background, chromosome A, "
         "chromosome B, overlap) on real clusters and synthetic pairs of an ADIR-format folder, "
@@ -142,10 +139,14 @@ def register(groups) -> None:
         "model folder (config.yaml, weights.pt of the best validation epoch, metrics.json of "
         "the test split, train_log.csv) plus checkpoint.pt every epoch.",
     )
-    train.add_argument("--config", default=DEFAULT_CONFIG, help="YAML config")
+    train.add_argument(
+        "--config", default=DEFAULT_CONFIG, help=f"YAML config (default: {DEFAULT_CONFIG})"
+    )
     train.add_argument("--data", required=True, help="ADIR-format folder (*D.tif + *K.tif)")
     train.add_argument("--h5", help="also train on a LowRes_13434_overlapping_pairs.h5-style file")
-    train.add_argument("--out", default="runs/segmenter", help="run / model folder")
+    train.add_argument(
+        "--out", default="runs/segmenter", help="run / model folder (default: runs/segmenter)"
+    )
     train.add_argument("--resume", action="store_true", help="continue from --out/checkpoint.pt")
     train.add_argument("--epochs", type=int, help="override the config's epoch count")
     train.add_argument("--device", help="cpu, cuda (default: cuda when available, else cpu)")
@@ -153,7 +154,6 @@ def register(groups) -> None:
 
     evaluate = groups["eval"].add_parser(
         "segmenter",
-        formatter_class=formatter,
         help="per-class IoU/Dice of a segmenter model on held-out data",
         description="Per-class IoU and Dice pooled over all test pixels at 88x88, with A/B as "
         "labelled and permutation-invariant, on the test slides' clusters (two chromosomes, "
@@ -165,13 +165,14 @@ def register(groups) -> None:
     evaluate.add_argument("--h5", help="LowRes_13434_overlapping_pairs.h5-style file")
     evaluate.add_argument("--json", help="write every printed figure to this JSON file")
     evaluate.add_argument("--device", help="cpu, cuda (default: cuda when available, else cpu)")
-    evaluate.add_argument("--batch-size", type=int, default=64)
-    evaluate.add_argument("--workers", type=int, default=1, help="processes preparing crops")
+    evaluate.add_argument("--batch-size", type=int, default=64, help="default: 64")
+    evaluate.add_argument(
+        "--workers", type=int, default=1, help="processes preparing crops (default: 1)"
+    )
     evaluate.set_defaults(func=_guarded(_eval))
 
     segment = groups["top"].add_parser(
         "segment",
-        formatter_class=formatter,
         help="segment cluster crops (88x88) into A / B / overlap label maps",
         description="Segment crops: .npy/.npz stacks (N, H, W) (float = normalised [0, 1], "
         "chromosomes bright) or image files, one crop each. Writes labels.npy (N, 88, 88) "
@@ -179,13 +180,15 @@ def register(groups) -> None:
     )
     segment.add_argument("crops", nargs="+", help=".npy/.npz stacks or crop image files")
     segment.add_argument("--model", help="model folder (default: the shipped model)")
-    segment.add_argument("--out", default="segmented", help="output folder")
-    segment.add_argument("--format", choices=("npy", "png", "both"), default="npy")
+    segment.add_argument("--out", default="segmented", help="output folder (default: segmented)")
+    segment.add_argument(
+        "--format", choices=("npy", "png", "both"), default="npy", help="default: npy"
+    )
     segment.add_argument(
         "--probabilities",
         action="store_true",
         help="also write probabilities.npy (N, 4, 88, 88) float32",
     )
     segment.add_argument("--device", help="cpu, cuda (default: cuda when available, else cpu)")
-    segment.add_argument("--batch-size", type=int, default=64)
+    segment.add_argument("--batch-size", type=int, default=64, help="default: 64")
     segment.set_defaults(func=_guarded(_segment))

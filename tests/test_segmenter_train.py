@@ -94,7 +94,10 @@ def tiny_config(tmp_path):
 
 def test_cli_train_resume_eval_segment(tmp_path, adir_folder, tiny_config, monkeypatch):
     out = tmp_path / "run"
+    with h5py.File(tmp_path / "pairs.h5", "w") as h5:
+        h5.create_dataset("dataset_1", data=np.ones((5, 94, 93, 2), np.uint8))
     common = ["--config", str(tiny_config), "--data", str(adir_folder), "--out", str(out)]
+    common += ["--h5", str(tmp_path / "pairs.h5")]  # its first 80 % joins the training crops
     validate, calls = train_module._validate, []
 
     def interrupted_in_epoch_2(*args):
@@ -122,9 +125,8 @@ def test_cli_train_resume_eval_segment(tmp_path, adir_folder, tiny_config, monke
     ):
         assert (out / name).is_file(), name
 
+    assert "10 train crops (6 of 2+ chromosomes)" in (out / "train.log").read_text()
     report = tmp_path / "eval.json"
-    with h5py.File(tmp_path / "pairs.h5", "w") as h5:
-        h5.create_dataset("dataset_1", data=np.ones((5, 94, 93, 2), np.uint8))
     args = ["eval", "segmenter", "--model", str(out), "--data", str(adir_folder)]
     args += ["--h5", str(tmp_path / "pairs.h5")]
     assert main([*args, "--json", str(report), "--device", "cpu"]) == 0

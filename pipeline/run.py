@@ -205,6 +205,7 @@ def crop_pieces(
         stitch_config["min_fragment_pixels"],
         stitch_config["min_inside_fraction"],
         stitch_config["min_segmenter_score"],
+        stitch_config["uncertain_max_pixels"],
     )
 
 

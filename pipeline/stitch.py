@@ -8,8 +8,10 @@ the image (``segmenter.crops`` does the geometry). Within a window, after the ar
   pixels belong to every chromosome lying there;
 - a piece is dropped when it has fewer than ``min_fragment_pixels`` pixels (default 20, the size
   below which DESIGN.md treats a labelled component as noise), or when it holds no pixel of its
-  own class (overlap only), or when its mean class probability (``segmenter_score``) is below
-  ``min_segmenter_score`` (default 0.7);
+  own class (overlap only), or when it is smaller than ``uncertain_max_pixels`` (default 200) and
+  its mean class probability (``segmenter_score``) is below ``min_segmenter_score`` (default 0.8):
+  a small piece the U-Net is unsure of is a fragment, while a chromosome-sized one is kept however
+  unsure (dropping it would lose a chromosome, or a whole cluster);
 - a piece that touches an edge of the crop lying inside the image is *cut*: the chromosome may go
   on beyond the crop. A cut piece with less than ``min_inside_fraction`` (default 0.5) of its
   pixels inside its detector box is dropped: it is a neighbour caught in the crop's margin, found
@@ -41,7 +43,8 @@ MIN_FRAGMENT_PIXELS = 20
 MIN_INSIDE_FRACTION = 0.5
 DUPLICATE_IOU = 0.5
 DUPLICATE_CONTAINMENT = 0.8
-MIN_SEGMENTER_SCORE = 0.7  # chosen on the val slides (configs/pipeline.yaml)
+MIN_SEGMENTER_SCORE = 0.8  # with UNCERTAIN_MAX_PIXELS: chosen on the val slides (see
+UNCERTAIN_MAX_PIXELS = 200  # configs/pipeline.yaml)
 
 
 @dataclass(frozen=True)
@@ -123,6 +126,7 @@ def window_instances(
     min_fragment_pixels: int = MIN_FRAGMENT_PIXELS,
     min_inside_fraction: float = MIN_INSIDE_FRACTION,
     min_segmenter_score: float = MIN_SEGMENTER_SCORE,
+    uncertain_max_pixels: int = UNCERTAIN_MAX_PIXELS,
 ) -> list[Instance]:
     """The chromosomes of one window (see the module docstring for the rules)."""
     probabilities = window.probabilities
@@ -152,7 +156,7 @@ def window_instances(
             if not whole and (piece & inside).sum() < min_inside_fraction * area:
                 continue
             score = float(confidence[piece].mean())
-            if score < min_segmenter_score:
+            if score < min_segmenter_score and area < uncertain_max_pixels:
                 continue
             row0, col0, cropped = tight(piece, window.row0, window.col0)
             out.append(
@@ -275,6 +279,7 @@ def stitch(
     min_fragment_pixels: int = MIN_FRAGMENT_PIXELS,
     min_inside_fraction: float = MIN_INSIDE_FRACTION,
     min_segmenter_score: float = MIN_SEGMENTER_SCORE,
+    uncertain_max_pixels: int = UNCERTAIN_MAX_PIXELS,
     duplicate_iou: float = DUPLICATE_IOU,
     duplicate_containment: float = DUPLICATE_CONTAINMENT,
 ) -> list[Instance]:
@@ -284,7 +289,12 @@ def stitch(
         instance
         for window in windows
         for instance in window_instances(
-            window, image_shape, min_fragment_pixels, min_inside_fraction, min_segmenter_score
+            window,
+            image_shape,
+            min_fragment_pixels,
+            min_inside_fraction,
+            min_segmenter_score,
+            uncertain_max_pixels,
         )
     ]
     return merge_pieces(pieces, duplicate_iou, duplicate_containment)

@@ -105,9 +105,10 @@ def test_report_is_self_contained(run_folder):
     assert not list(run_folder.glob("*.tmp"))
     # every picture embedded: no src/href pointing at a file or the network
     sources = re.findall(r'(?:src|href)="([^"]*)"', text)
-    assert sources and all(s.startswith(("data:image/png;base64,", "#")) for s in sources)
-    # 2 slides x 2 plots, 3 thumbnails + 3 full-size overlays
-    assert text.count("data:image/png;base64,") == 2 * 2 + 3 * 2
+    assert sources and all(s.startswith(("data:image/", "#")) for s in sources)
+    # 2 slides x 2 plots; 3 thumbnails + 3 full-size overlays
+    assert text.count("data:image/png;base64,") == 2 * 2
+    assert text.count("data:image/jpeg;base64,") == 3 * 2
     for expected in ("Slide A02", "Slide P07", "count 40", "1 unresolved", "3 low confidence",
                      "empty file (0 bytes)"):
         assert expected in text

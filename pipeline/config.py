@@ -17,7 +17,7 @@ DEFAULTS = {
     "stitch": {
         "min_fragment_pixels": 20,
         "min_inside_fraction": 0.5,
-        "min_segmenter_score": 0.8,
+        "min_segmenter_score": 0.9,
         "uncertain_max_pixels": 200,
         "duplicate_iou": 0.5,
         "duplicate_containment": 0.8,

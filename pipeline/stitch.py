@@ -9,7 +9,7 @@ the image (``segmenter.crops`` does the geometry). Within a window, after the ar
 - a piece is dropped when it has fewer than ``min_fragment_pixels`` pixels (default 20, the size
   below which DESIGN.md treats a labelled component as noise), or when it holds no pixel of its
   own class (overlap only), or when it is smaller than ``uncertain_max_pixels`` (default 200) and
-  its mean class probability (``segmenter_score``) is below ``min_segmenter_score`` (default 0.8):
+  its mean class probability (``segmenter_score``) is below ``min_segmenter_score`` (default 0.9):
   a small piece the U-Net is unsure of is a fragment, while a chromosome-sized one is kept however
   unsure (dropping it would lose a chromosome, or a whole cluster);
 - a piece that touches an edge of the crop lying inside the image is *cut*: the chromosome may go
@@ -43,7 +43,7 @@ MIN_FRAGMENT_PIXELS = 20
 MIN_INSIDE_FRACTION = 0.5
 DUPLICATE_IOU = 0.5
 DUPLICATE_CONTAINMENT = 0.8
-MIN_SEGMENTER_SCORE = 0.8  # with UNCERTAIN_MAX_PIXELS: chosen on the val slides (see
+MIN_SEGMENTER_SCORE = 0.9  # with UNCERTAIN_MAX_PIXELS: chosen on the val slides (see
 UNCERTAIN_MAX_PIXELS = 200  # configs/pipeline.yaml)
 
 

@@ -376,6 +376,16 @@ def print_table(results: dict) -> None:
           f"{machine['load_average_1min_at_end']:.2f} on {machine['cpus']} CPUs")
 
 
+def wait_for_idle(seconds: float, idle_load: float = 0.5) -> float:
+    """Wait up to ``seconds`` for the 1-minute load average to fall below ``idle_load`` (other
+    processes on a shared machine slow multi-threaded torch far more than their share); return
+    the load average when done waiting."""
+    deadline = time.monotonic() + seconds
+    while os.getloadavg()[0] >= idle_load and time.monotonic() < deadline:
+        time.sleep(5)
+    return os.getloadavg()[0]
+
+
 def machine() -> dict:
     import torch
 
@@ -404,6 +414,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--dask-workers", type=int, default=2)
     parser.add_argument("--only", default=",".join(MEASUREMENTS),
                         help="comma-separated measurements to run")
+    parser.add_argument("--wait-for-idle", type=float, default=0, metavar="SECONDS",
+                        help="before each measurement, wait up to this long for the 1-minute "
+                        "load average to fall below 0.5 (shared machines)")
     parser.add_argument("--json", type=Path, help="write the results here")
     parser.add_argument("--child", choices=MEASUREMENTS, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
@@ -420,8 +433,9 @@ def main(argv: list[str] | None = None) -> int:
         print(f"warning: load average {os.getloadavg()[0]:.1f}: other processes are running, "
               "the figures will be low", file=sys.stderr)
     for name in args.only.split(","):
-        print(f"measuring {name} ...", flush=True)
-        results[name] = run_child(name, spec)
+        load = wait_for_idle(args.wait_for_idle)
+        print(f"measuring {name} (load average {load:.2f}) ...", flush=True)
+        results[name] = {**run_child(name, spec), "load_average_1min_before": load}
         print(f"  {json.dumps(results[name])}", flush=True)
     results["machine"]["load_average_1min_at_end"] = os.getloadavg()[0]
     results["comparison"] = compare(results)

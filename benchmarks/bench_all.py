@@ -19,8 +19,12 @@ memory is its own: ``ru_maxrss`` of the child, imports and models included):
   --reference-images of the same images, one at a time.
 
 Every figure is the median of --repeats timed runs after one warm-up run, with the same number of
-torch threads (--threads) everywhere. Prints a table and the ratio Mask R-CNN / pipeline seconds per
-metaphase, and writes everything as JSON (--json).
+torch threads (--threads) everywhere; wall time, and CPU time (all threads; for dask, client and
+workers), which other processes on a shared machine disturb less. Other processes slow
+multi-threaded torch far more than their share of the CPU: the 1-minute load average before each
+measurement is recorded, and --wait-for-idle waits for it to fall first. Prints a table, the
+ratio Mask R-CNN / pipeline in seconds per metaphase and the targets, and writes everything as
+JSON (--json).
 """
 
 from __future__ import annotations

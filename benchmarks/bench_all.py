@@ -59,10 +59,9 @@ def peak_rss_mb() -> float:
 
 def timed(function, repeats: int, cpu_clock=time.process_time) -> tuple[list, list]:
     """Wall and CPU seconds (``cpu_clock``: this process, all its threads) taken by each of
-    ``repeats`` timed calls of ``function()``, after one untimed warm-up call."""
-    function()
+    ``repeats`` timed calls of ``function()``, after one warm-up call (the first of each list)."""
     walls, cpus = [], []
-    for _ in range(repeats):
+    for _ in range(repeats + 1):
         cpu, start = cpu_clock(), time.perf_counter()
         function()
         walls.append(time.perf_counter() - start)
@@ -71,14 +70,16 @@ def timed(function, repeats: int, cpu_clock=time.process_time) -> tuple[list, li
 
 
 def figures(walls: list, cpus: list, images: int) -> dict:
-    """Per-metaphase figures of runs over ``images`` images (medians over the runs)."""
-    wall = statistics.median(walls)
+    """Per-metaphase figures of runs over ``images`` images: medians over the runs after the
+    warm-up (the first)."""
+    wall = statistics.median(walls[1:])
     return {
         "images": images,
-        "runs_s": walls,
+        "warmup_s": walls[0],
+        "runs_s": walls[1:],
         "s_per_metaphase": wall / images,
         "metaphases_per_s": images / wall,
-        "cpu_s_per_metaphase": statistics.median(cpus) / images,
+        "cpu_s_per_metaphase": statistics.median(cpus[1:]) / images,
     }
 
 
@@ -212,10 +213,12 @@ def measure_pipeline(spec: dict) -> dict:
     result = figures(*timed(run_all, spec["repeats"]), len(jobs))
     last = work / f"run{spec['repeats']}"
     latencies, _ = timed(lambda: process_image(jobs[0], models, config), spec["repeats"])
-    report_seconds = timed(lambda: write_report(last), 1)[0][0]
+    start = time.perf_counter()
+    write_report(last)
+    report_seconds = time.perf_counter() - start
     return {
         **result,
-        "latency_s": statistics.median(latencies),
+        "latency_s": statistics.median(latencies[1:]),
         "stage_s_per_image": stage_medians(last),
         "chromosomes_per_image": len(pd.read_csv(last / "chromosomes.csv")) / len(jobs),
         "report_s": report_seconds,

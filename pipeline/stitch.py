@@ -24,7 +24,7 @@ chromosome cut by the crop), then by falling segmenter confidence, and a candida
 duplicate of a kept instance when their mask IoU is >= ``duplicate_iou`` (default 0.5) or when at
 least ``duplicate_containment`` (default 0.8) of its pixels lie in it. The kept copy carries the
 higher of the detector scores. (On the held-out ADIR slides, with ground-truth labels standing in
-for the U-Net and an early detector's boxes, the containment rule took instance precision from
+for the U-Net and the shipped detector's boxes, the containment rule took instance precision from
 0.959 to 0.997 at the same recall.)
 
 Masks are stored box-local (``Instance.mask`` over rows ``row0:row0+h``, cols ``col0:col0+w``), so

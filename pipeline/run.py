@@ -351,7 +351,8 @@ class RunSummary:
             f"done (--resume), {self.failed} failed",
             f"  chromosomes: {self.chromosomes} in {self.done + self.resumed} images",
             f"  time: {self.seconds:.1f} s ({per_image:.2f} s per processed image)",
-            f"  outputs: {self.out_dir}/ (chromosomes.csv, instances.json, run.json, images/)",
+            f"  outputs: {self.out_dir}/ (chromosomes.csv, instances.json, run.json, "
+            "report.html, images/)",
         ]
         if self.errors:
             lines.append(f"  failed images ({self.failed}), also in run.json:")

@@ -20,12 +20,14 @@ from pathlib import Path
 import numpy as np
 import yaml
 
+from pipeline import InputError
+
 PRETRAINED = Path(__file__).resolve().parent / "pretrained"
 CONFIG_FILE, WEIGHTS_FILE, METRICS_FILE = "config.yaml", "weights.pt", "metrics.json"
 LOG_FILE, SPLIT_FILE = "train_log.csv", "split.json"
 
 
-class ModelError(ValueError):
+class ModelError(InputError):
     """A model folder that cannot be loaded, with a one-line message for the user."""
 
 

@@ -4,32 +4,10 @@
 from __future__ import annotations
 
 import json
-import sys
 from pathlib import Path
 
 DEFAULT_CONFIG = "configs/segmenter.yaml"
 CROP_SUFFIXES = (".png", ".tif", ".tiff", ".jpg", ".jpeg", ".bmp")
-
-
-def _user_errors():
-    """Exception types whose message is shown to the user without a traceback."""
-    from pipeline.adir import DatasetError
-    from pipeline.imageio import ImageReadError
-    from segmenter.api import ModelError
-    from segmenter.train import ConfigError
-
-    return DatasetError, ImageReadError, ModelError, ConfigError
-
-
-def _guarded(function):
-    def run(args) -> int:
-        try:
-            return function(args)
-        except _user_errors() as error:
-            print(f"chromoseg: error: {error}", file=sys.stderr)
-            return 2
-
-    return run
 
 
 def _train(args) -> int:
@@ -150,7 +128,7 @@ def register(groups) -> None:
     train.add_argument("--resume", action="store_true", help="continue from --out/checkpoint.pt")
     train.add_argument("--epochs", type=int, help="override the config's epoch count")
     train.add_argument("--device", help="cpu, cuda (default: cuda when available, else cpu)")
-    train.set_defaults(func=_guarded(_train))
+    train.set_defaults(func=_train)
 
     evaluate = groups["eval"].add_parser(
         "segmenter",
@@ -169,7 +147,7 @@ def register(groups) -> None:
     evaluate.add_argument(
         "--workers", type=int, default=1, help="processes preparing crops (default: 1)"
     )
-    evaluate.set_defaults(func=_guarded(_eval))
+    evaluate.set_defaults(func=_eval)
 
     segment = groups["top"].add_parser(
         "segment",
@@ -191,4 +169,4 @@ def register(groups) -> None:
     )
     segment.add_argument("--device", help="cpu, cuda (default: cuda when available, else cpu)")
     segment.add_argument("--batch-size", type=int, default=64, help="default: 64")
-    segment.set_defaults(func=_guarded(_segment))
+    segment.set_defaults(func=_segment)

@@ -23,7 +23,7 @@ from pathlib import Path
 import numpy as np
 import yaml
 
-from pipeline import adir
+from pipeline import InputError, adir
 from segmenter import api, dataset, evaluate, metrics
 from segmenter.h5data import load_h5_pairs
 from segmenter.model import build_model, count_macs, resolve
@@ -55,7 +55,7 @@ REQUIRED = {
 }
 
 
-class ConfigError(ValueError):
+class ConfigError(InputError):
     """A config file that cannot be used, with a one-line message for the user."""
 
 

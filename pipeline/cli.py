@@ -14,7 +14,7 @@ import sys
 
 from pipeline import InputError, __version__
 
-STAGE_CLIS = ("segmenter.cli", "detector.cli", "pipeline.run_cli")
+STAGE_CLIS = ("segmenter.cli", "detector.cli", "pipeline.run_cli", "pipeline.report")
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -65,16 +65,7 @@ class NormalisedImage:
 
     def crop(self, geometry: CropGeometry, background: float) -> np.ndarray:
         """``segmenter.crops.crop_image`` of the normalised image, reading only the window."""
-        height, width = self.shape
-        window = np.full((geometry.side, geometry.side), background, np.float32)
-        x0, y0 = max(geometry.x0, 0), max(geometry.y0, 0)
-        x1 = min(geometry.x0 + geometry.side, width)
-        y1 = min(geometry.y0 + geometry.side, height)
-        if x1 > x0 and y1 > y0:
-            window[y0 - geometry.y0 : y1 - geometry.y0, x0 - geometry.x0 : x1 - geometry.x0] = self[
-                y0:y1, x0:x1
-            ]
-        return crop_image(window, CropGeometry(0, 0, geometry.side), background)
+        return crop_image(self, geometry, background)
 
     def to_uint8(self) -> np.ndarray:
         """``(H, W)`` uint8: the normalised image times 255, made a block of rows at a time."""

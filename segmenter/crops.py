@@ -49,10 +49,12 @@ def window_for_box(box, margin: int) -> CropGeometry:
     )
 
 
-def cut_window(image: np.ndarray, geometry: CropGeometry, fill: float) -> np.ndarray:
-    """The window's pixels of a ``(H, W)`` array, ``(side, side)`` same dtype, ``fill`` outside."""
+def cut_window(image, geometry: CropGeometry, fill: float, dtype=None) -> np.ndarray:
+    """The window's pixels of a ``(H, W)`` image, ``(side, side)`` of ``dtype`` (default the
+    image's), ``fill`` outside. ``image``: an array, or any object with ``shape`` and 2-D slicing
+    (``pipeline.normalised.NormalisedImage``): only the window is read."""
     height, width = image.shape[:2]
-    out = np.full((geometry.side, geometry.side), fill, dtype=image.dtype)
+    out = np.full((geometry.side, geometry.side), fill, dtype=dtype or image.dtype)
     ix0, iy0 = max(geometry.x0, 0), max(geometry.y0, 0)
     ix1 = min(geometry.x0 + geometry.side, width)
     iy1 = min(geometry.y0 + geometry.side, height)
@@ -70,15 +72,16 @@ def _resize(array: np.ndarray, size: int, interpolation: int) -> np.ndarray:
 def crop_image(
     image: np.ndarray, geometry: CropGeometry, background: float, size: int = CROP_SIZE
 ) -> np.ndarray:
-    """``(size, size)`` float32 crop of a normalised ``(H, W)`` image (padding = ``background``)."""
-    window = cut_window(np.asarray(image, np.float32), geometry, background)
+    """``(size, size)`` float32 crop of a normalised ``(H, W)`` image (padding = ``background``);
+    ``image`` as in ``cut_window``."""
+    window = cut_window(image, geometry, background, np.float32)
     shrinking = geometry.side > size
     return _resize(window, size, cv2.INTER_AREA if shrinking else cv2.INTER_LINEAR)
 
 
 def crop_labels(labels: np.ndarray, geometry: CropGeometry, size: int = CROP_SIZE) -> np.ndarray:
     """``(size, size)`` uint8 crop of a ``(H, W)`` label map (nearest; 0 outside the image)."""
-    window = cut_window(np.asarray(labels, np.uint8), geometry, 0)
+    window = cut_window(labels, geometry, 0, np.uint8)
     return _resize(window, size, cv2.INTER_NEAREST)
 
 

@@ -43,7 +43,7 @@ from pipeline import InputError
 from pipeline.inputs import ImageJob
 from pipeline.measure import column_names
 from pipeline.models import Models, load_models
-from pipeline.run import RunSummary, _BatchRun, assemble, one_line, read_record
+from pipeline.run import RunSummary, _BatchRun, assemble, one_line
 
 MANIFEST_EVERY_S = 5.0  # run.json is rewritten at most this often while images finish
 
@@ -189,13 +189,7 @@ class _DaskBatchRun(_BatchRun):
     def run_on(self, client, loader: Callable[[], Models], resume: bool) -> RunSummary:
         from distributed import as_completed
 
-        todo = []
-        for job in self.jobs:
-            record = read_record(self.out_dir, job, self.stamps[job.image]) if resume else None
-            if record is None:
-                todo.append(job)
-            else:
-                self.succeed(job, record, "resumed")
+        todo = self.pending(resume)
         progress = self.tqdm(
             total=len(self.jobs), initial=self.summary.resumed, unit="image", disable=self.quiet
         )

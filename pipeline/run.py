@@ -512,7 +512,8 @@ class _BatchRun:
                 self.succeed(job, outcome, "done")
             progress.update()
 
-    def run(self, resume: bool) -> RunSummary:
+    def pending(self, resume: bool) -> list[ImageJob]:
+        """The jobs still to do; with ``resume``, complete ones are recorded as resumed."""
         todo = []
         for job in self.jobs:
             record = read_record(self.out_dir, job, self.stamps[job.image]) if resume else None
@@ -520,6 +521,10 @@ class _BatchRun:
                 todo.append(job)
             else:
                 self.succeed(job, record, "resumed")
+        return todo
+
+    def run(self, resume: bool) -> RunSummary:
+        todo = self.pending(resume)
         progress = self.tqdm(
             total=len(self.jobs), initial=self.summary.resumed, unit="image", disable=self.quiet
         )

@@ -21,13 +21,7 @@ CONFIG = yaml.safe_load((Path(__file__).resolve().parent.parent / "configs" / "d
                         .read_text())
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_torch_thread():
-    """Tiny tensors: one thread is faster, above all on a shared CPU."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def tiny_config() -> dict:

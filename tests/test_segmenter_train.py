@@ -16,14 +16,7 @@ from segmenter.metrics import swap_ab
 from segmenter.model import build_model, resolve
 from segmenter.train import pair_loss
 
-
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Tiny tensors: one thread (OpenMP threads spin badly when the cores are shared)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def _bars(size: int = 32) -> tuple[np.ndarray, np.ndarray]:

@@ -206,8 +206,9 @@ def measure_pipeline(spec: dict) -> dict:
     runs = iter(range(1000))
 
     def run_all():
-        summary = run_batch(jobs, models, config, work / f"run{next(runs)}", quiet=True,
-                            workers=spec["io_threads"])
+        summary = run_batch(
+            jobs, models, config, work / f"run{next(runs)}", quiet=True, workers=spec["io_threads"]
+        )
         assert summary.failed == 0, summary.errors
 
     result = figures(*timed(run_all, spec["repeats"]), len(jobs))
@@ -229,23 +230,26 @@ def measure_pipeline(spec: dict) -> dict:
 
 def measure_dask(spec: dict) -> dict:
     """The batch through --engine dask on a warm local cluster; cluster start timed apart."""
-    from distributed import Client, LocalCluster
-
-    from pipeline.distributed import run_dask
+    from pipeline.distributed import dask_client, run_dask
 
     config, models, jobs = setup(spec)
     work = Path(tempfile.mkdtemp(prefix="chromoseg-bench-dask-"))
     runs = iter(range(1000))
     start = time.perf_counter()
-    with LocalCluster(
-        n_workers=spec["dask_workers"], threads_per_worker=1, processes=True, host="127.0.0.1",
-        dashboard_address="127.0.0.1:0",
-    ) as cluster, Client(cluster) as client:
+    # the local cluster that `chromoseg run --engine dask --workers N` starts
+    with dask_client(None, spec["dask_workers"]) as client:
         started = time.perf_counter() - start
 
         def run_all():
-            summary = run_dask(jobs, models, config, work / f"run{next(runs)}", quiet=True,
-                               scheduler=cluster.scheduler_address, device=spec["device"])
+            summary = run_dask(
+                jobs,
+                models,
+                config,
+                work / f"run{next(runs)}",
+                quiet=True,
+                scheduler=client.scheduler.address,
+                device=spec["device"],
+            )
             assert summary.failed == 0, summary.errors
 
         def cpu_clock():  # this process and the workers
@@ -274,9 +278,11 @@ def measure_reference(spec: dict) -> dict:
 
     torch.set_num_threads(spec["threads"])
     device = torch.device(spec["device"])
-    model = torchvision.models.detection.maskrcnn_resnet50_fpn(
-        weights=None, weights_backbone=None
-    ).eval().to(device)
+    model = (
+        torchvision.models.detection.maskrcnn_resnet50_fpn(weights=None, weights_backbone=None)
+        .eval()
+        .to(device)
+    )
     images = [
         torch.from_numpy(grey).to(device)[None].expand(3, -1, -1)
         for grey in load_grey(batch_jobs(spec["inputs"], spec["reference_images"]))
@@ -312,7 +318,10 @@ def run_child(name: str, spec: dict) -> dict:
     """Run one measurement in a fresh Python process; return its result (with peak memory)."""
     process = subprocess.run(
         [sys.executable, __file__, "--child", name],
-        input=json.dumps(spec), capture_output=True, text=True, cwd=ROOT,
+        input=json.dumps(spec),
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
         env={**os.environ, "PYTHONPATH": f"{ROOT}{os.pathsep}{os.environ.get('PYTHONPATH', '')}"},
     )
     if process.returncode != 0:
@@ -340,9 +349,7 @@ def compare(results: dict) -> dict:
         )
         out["target_ratio_met"] = out["maskrcnn_over_pipeline"] >= TARGETS["ratio"]
     if "metaphases_per_s" in pipeline:
-        out["target_throughput_met"] = (
-            pipeline["metaphases_per_s"] >= TARGETS["metaphases_per_s"]
-        )
+        out["target_throughput_met"] = pipeline["metaphases_per_s"] >= TARGETS["metaphases_per_s"]
     if "metaphases_per_s" in pipeline and "metaphases_per_s" in dask:
         out["dask_over_inprocess_throughput"] = (
             dask["metaphases_per_s"] / pipeline["metaphases_per_s"]
@@ -353,8 +360,10 @@ def compare(results: dict) -> dict:
 
 
 def print_table(results: dict) -> None:
-    print(f"\n{'measurement':12} {'s/metaphase':>12} {'metaphases/s':>13} {'CPU s/metaph.':>14} "
-          f"{'latency s':>10} {'peak MB':>8}")
+    print(
+        f"\n{'measurement':12} {'s/metaphase':>12} {'metaphases/s':>13} {'CPU s/metaph.':>14} "
+        f"{'latency s':>10} {'peak MB':>8}"
+    )
     for name in MEASUREMENTS:
         result = results.get(name)
         if not result:
@@ -363,24 +372,34 @@ def print_table(results: dict) -> None:
             print(f"{name:12} error: {result['error']}")
             continue
         latency = result.get("latency_s", result.get("latency_per_batch_s", float("nan")))
-        print(f"{name:12} {result['s_per_metaphase']:12.3f} {result['metaphases_per_s']:13.2f} "
-              f"{result['cpu_s_per_metaphase']:14.3f} {latency:10.3f} "
-              f"{result['peak_rss_mb']:8.0f}")
+        print(
+            f"{name:12} {result['s_per_metaphase']:12.3f} {result['metaphases_per_s']:13.2f} "
+            f"{result['cpu_s_per_metaphase']:14.3f} {latency:10.3f} "
+            f"{result['peak_rss_mb']:8.0f}"
+        )
     comparison = results["comparison"]
     if "maskrcnn_over_pipeline" in comparison:
-        print(f"Mask R-CNN / pipeline, seconds per metaphase: "
-              f"{comparison['maskrcnn_over_pipeline']:.1f}x wall, "
-              f"{comparison['maskrcnn_over_pipeline_cpu']:.1f}x CPU "
-              f"(target >= {TARGETS['ratio']:.0f}x)")
+        print(
+            f"Mask R-CNN / pipeline, seconds per metaphase: "
+            f"{comparison['maskrcnn_over_pipeline']:.1f}x wall, "
+            f"{comparison['maskrcnn_over_pipeline_cpu']:.1f}x CPU "
+            f"(target >= {TARGETS['ratio']:.0f}x)"
+        )
     if "target_throughput_met" in comparison:
-        print(f"in-process: {results['pipeline']['metaphases_per_s']:.2f} metaphases/s "
-              f"(target >= {TARGETS['metaphases_per_s']})")
+        print(
+            f"in-process: {results['pipeline']['metaphases_per_s']:.2f} metaphases/s "
+            f"(target >= {TARGETS['metaphases_per_s']})"
+        )
     if "dask_over_inprocess_throughput" in comparison:
-        print(f"dask / in-process throughput: {comparison['dask_over_inprocess_throughput']:.2f} "
-              f"(target >= 1); same chromosomes.csv: {comparison['same_table']}")
+        print(
+            f"dask / in-process throughput: {comparison['dask_over_inprocess_throughput']:.2f} "
+            f"(target >= 1); same chromosomes.csv: {comparison['same_table']}"
+        )
     machine = results["machine"]
-    print(f"load average (1 min) at start {machine['load_average_1min_at_start']:.2f}, at end "
-          f"{machine['load_average_1min_at_end']:.2f} on {machine['cpus']} CPUs")
+    print(
+        f"load average (1 min) at start {machine['load_average_1min_at_start']:.2f}, at end "
+        f"{machine['load_average_1min_at_end']:.2f} on {machine['cpus']} CPUs"
+    )
 
 
 def wait_for_idle(seconds: float, idle_load: float = 0.5) -> float:
@@ -411,34 +430,56 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("inputs", nargs="*", help="image files or folders (default: samples)")
     parser.add_argument("--images", type=int, default=20, help="images in the batch")
     parser.add_argument("--repeats", type=int, default=3, help="timed runs after the warm-up")
-    parser.add_argument("--reference-images", type=int, default=3,
-                        help="images for Mask R-CNN (slow: seconds each on a CPU)")
+    parser.add_argument(
+        "--reference-images",
+        type=int,
+        default=3,
+        help="images for Mask R-CNN (slow: seconds each on a CPU)",
+    )
     parser.add_argument("--threads", type=int, default=2, help="torch threads")
     parser.add_argument("--device", default="cpu", help="cpu or cuda")
     parser.add_argument("--config", help="pipeline YAML (models; default: the shipped ones)")
-    parser.add_argument("--io-threads", type=int, default=1,
-                        help="in-process engine's --workers (threads that read/write images)")
+    parser.add_argument(
+        "--io-threads",
+        type=int,
+        default=1,
+        help="in-process engine's --workers (threads that read/write images)",
+    )
     parser.add_argument("--dask-workers", type=int, default=2)
-    parser.add_argument("--only", default=",".join(MEASUREMENTS),
-                        help="comma-separated measurements to run")
-    parser.add_argument("--wait-for-idle", type=float, default=0, metavar="SECONDS",
-                        help="before each measurement, wait up to this long for the 1-minute "
-                        "load average to fall below 0.5 (shared machines)")
+    parser.add_argument(
+        "--only", default=",".join(MEASUREMENTS), help="comma-separated measurements to run"
+    )
+    parser.add_argument(
+        "--wait-for-idle",
+        type=float,
+        default=0,
+        metavar="SECONDS",
+        help="before each measurement, wait up to this long for the 1-minute "
+        "load average to fall below 0.5 (shared machines)",
+    )
     parser.add_argument("--json", type=Path, help="write the results here")
     parser.add_argument("--child", choices=MEASUREMENTS, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.child:
         return child_main(args.child)
     spec = {
-        "inputs": args.inputs, "images": args.images, "repeats": args.repeats,
-        "reference_images": args.reference_images, "threads": args.threads,
-        "device": args.device, "dask_workers": args.dask_workers, "config": args.config,
+        "inputs": args.inputs,
+        "images": args.images,
+        "repeats": args.repeats,
+        "reference_images": args.reference_images,
+        "threads": args.threads,
+        "device": args.device,
+        "dask_workers": args.dask_workers,
+        "config": args.config,
         "io_threads": args.io_threads,
     }
     results = {"spec": spec, "machine": machine()}
     if results["machine"]["load_average_1min_at_start"] > 0.5:
-        print(f"warning: load average {os.getloadavg()[0]:.1f}: other processes are running, "
-              "the figures will be low", file=sys.stderr)
+        print(
+            f"warning: load average {os.getloadavg()[0]:.1f}: other processes are running, "
+            "the figures will be low",
+            file=sys.stderr,
+        )
     for name in args.only.split(","):
         load = wait_for_idle(args.wait_for_idle)
         print(f"measuring {name} (load average {load:.2f}) ...", flush=True)

@@ -34,7 +34,7 @@ def synthetic_metaphase(seed: int = 0) -> np.ndarray:
     image = rng.normal(8, 2, (517, 645))
     for _ in range(46):
         y, x = rng.integers(60, 450), rng.integers(60, 580)
-        image[y:y + 8, x:x + rng.integers(15, 60)] = 150
+        image[y : y + 8, x : x + rng.integers(15, 60)] = 150
     return np.clip(image, 0, 255).astype(np.uint8)
 
 
@@ -63,20 +63,25 @@ def main() -> None:
         times.append((time.perf_counter() - started) * 1000)
         cpu_times.append((time.process_time() - cpu_started) * 1000)
     quartiles = statistics.quantiles(times, n=4)
-    print(json.dumps({
-        "image": str(path) if path else "synthetic 517x645",
-        "shape": list(image.shape),
-        "boxes": len(boxes),
-        "threads": args.threads,
-        "runs": args.runs,
-        "detect_ms_median": round(statistics.median(times), 1),
-        "detect_ms_q1_q3": [round(quartiles[0], 1), round(quartiles[2], 1)],
-        "detect_ms_min": round(min(times), 1),
-        "detect_cpu_ms_median": round(statistics.median(cpu_times), 1),
-        "load_average_1min": round(os.getloadavg()[0], 2),
-        "read_and_normalise_ms": round(read_ms, 1),
-        "weights_mb": round((args.model / WEIGHTS_FILE).stat().st_size / 1e6, 2),
-    }, indent=2))
+    print(
+        json.dumps(
+            {
+                "image": str(path) if path else "synthetic 517x645",
+                "shape": list(image.shape),
+                "boxes": len(boxes),
+                "threads": args.threads,
+                "runs": args.runs,
+                "detect_ms_median": round(statistics.median(times), 1),
+                "detect_ms_q1_q3": [round(quartiles[0], 1), round(quartiles[2], 1)],
+                "detect_ms_min": round(min(times), 1),
+                "detect_cpu_ms_median": round(statistics.median(cpu_times), 1),
+                "load_average_1min": round(os.getloadavg()[0], 2),
+                "read_and_normalise_ms": round(read_ms, 1),
+                "weights_mb": round((args.model / WEIGHTS_FILE).stat().st_size / 1e6, 2),
+            },
+            indent=2,
+        )
+    )
 
 
 if __name__ == "__main__":

@@ -30,9 +30,17 @@ from pathlib import Path
 from pipeline.report import ReportOptions, image_summary, read_run, write_report
 
 CHROMIUM_FLAGS = [
-    "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-    "--disable-background-networking", "--disable-component-update", "--disable-sync",
-    "--enable-logging=stderr", "--v=0", "--window-size=1280,2000",
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--enable-logging=stderr",
+    "--v=0",
+    "--window-size=1280,2000",
 ]
 # Lines of Chromium's log that come from the page (console, script errors, failed loads).
 PAGE_PROBLEM = re.compile(r"CONSOLE|Uncaught|Failed to load resource|net::ERR_", re.IGNORECASE)
@@ -56,7 +64,9 @@ def chromium(*arguments: str) -> subprocess.CompletedProcess:
     with tempfile.TemporaryDirectory() as profile:
         return subprocess.run(
             [binary, *CHROMIUM_FLAGS, f"--user-data-dir={profile}", *arguments],
-            capture_output=True, text=True, timeout=120,
+            capture_output=True,
+            text=True,
+            timeout=120,
         )
 
 
@@ -80,8 +90,10 @@ def main(argv: list[str] | None = None) -> int:
     print(f"report: {report} ({report.stat().st_size / 1e6:.1f} MB)")
 
     failures = []
-    for name, url in (("report.png", report.as_uri()), ("report-full.png",
-                                                        report.as_uri() + "#full-0")):
+    for name, url in (
+        ("report.png", report.as_uri()),
+        ("report-full.png", report.as_uri() + "#full-0"),
+    ):
         shot = chromium(f"--screenshot={shots / name}", url)
         if not (shots / name).is_file():
             failures.append(f"no screenshot {name}: {shot.stderr[-500:]}")

@@ -53,8 +53,11 @@ def save_model(
 def load_model(folder: str | Path | None = None, device: str = "cpu") -> Detector:
     """Load a model folder (None: the shipped ``detector/pretrained``) onto ``device``."""
     folder = PRETRAINED if folder is None else Path(folder)
-    missing = [name for name in (CONFIG_FILE, WEIGHTS_FILE, THRESHOLDS_FILE)
-               if not (folder / name).is_file()]
+    missing = [
+        name
+        for name in (CONFIG_FILE, WEIGHTS_FILE, THRESHOLDS_FILE)
+        if not (folder / name).is_file()
+    ]
     if missing:
         raise ModelError(f"{folder} is not a detector model folder (missing {', '.join(missing)})")
     config = yaml.safe_load((folder / CONFIG_FILE).read_text())

@@ -61,6 +61,6 @@ def boxes_on_nuclei(boxes: np.ndarray, nuclei: np.ndarray, cover: float = 0.3) -
     """Flags (N,) bool: boxes whose area is at least ``cover`` nucleus pixels."""
     flags = np.zeros(len(boxes), bool)
     for i, (x0, y0, x1, y1) in enumerate(np.round(boxes).astype(int)):
-        window = nuclei[max(y0, 0):max(y1, 0), max(x0, 0):max(x1, 0)]
+        window = nuclei[max(y0, 0) : max(y1, 0), max(x0, 0) : max(x1, 0)]
         flags[i] = window.size > 0 and window.mean() >= cover
     return flags

@@ -31,8 +31,12 @@ def register(groups) -> None:
     evaluate = groups["eval"].add_parser("detector", help="evaluate the detector and a baseline")
     evaluate.add_argument("--model", help="model folder (default: the shipped model)")
     evaluate.add_argument("--data", required=True, help="ADIR-format folder (*D.tif + *K.tif)")
-    evaluate.add_argument("--part", default="test", choices=("train", "val", "test"),
-                          help="split part to evaluate (unknown slides: every image)")
+    evaluate.add_argument(
+        "--part",
+        default="test",
+        choices=("train", "val", "test"),
+        help="split part to evaluate (unknown slides: every image)",
+    )
     evaluate.add_argument("--json", required=True, help="write the metrics here")
     evaluate.add_argument("--predictions", help="write every box in COCO results format here")
     evaluate.add_argument("--device", default="cpu", choices=("cpu", "cuda"))
@@ -42,12 +46,19 @@ def register(groups) -> None:
     detect.add_argument("inputs", nargs="+", metavar="INPUT", help="image files or folders")
     detect.add_argument("--out", required=True, help="output folder")
     detect.add_argument("--model", help="model folder (default: the shipped model)")
-    detect.add_argument("--polarity", default="auto", choices=("auto", "bright", "dark"),
-                        help="chromosomes bright (DAPI), dark (G-banding), or guess (default)")
+    detect.add_argument(
+        "--polarity",
+        default="auto",
+        choices=("auto", "bright", "dark"),
+        help="chromosomes bright (DAPI), dark (G-banding), or guess (default)",
+    )
     detect.add_argument("--threshold", type=float, help="score threshold (default: the model's)")
-    detect.add_argument("--scale", type=float,
-                        help="resize images by this before detecting (default: the model's "
-                        "input_scale, 1.0); ~0.5 for chromosomes ~15-20 px wide (G-banding)")
+    detect.add_argument(
+        "--scale",
+        type=float,
+        help="resize images by this before detecting (default: the model's "
+        "input_scale, 1.0); ~0.5 for chromosomes ~15-20 px wide (G-banding)",
+    )
     detect.add_argument("--device", default="cpu", choices=("cpu", "cuda"))
     detect.set_defaults(func=run_detect)
 
@@ -131,7 +142,9 @@ def run_detect(args) -> int:
             continue
         boxes, scores = detect(model, image, args.threshold, args.scale)
         record = {
-            "file": str(path), "height": image.shape[0], "width": image.shape[1],
+            "file": str(path),
+            "height": image.shape[0],
+            "width": image.shape[1],
             "polarity": args.polarity,
             "input_scale": args.scale or model.config["model"]["input_scale"],
             "score_threshold": model.score_threshold if args.threshold is None else args.threshold,

@@ -29,7 +29,7 @@ def predict(model: Detector, images: list[np.ndarray], batch_size: int = 4) -> l
     """Every box the network returns (score >= the config's box_score_thresh) for each image."""
     results = []
     for start in range(0, len(images), batch_size):
-        results += detect_batch(model, images[start:start + batch_size], score_threshold=0.0)
+        results += detect_batch(model, images[start : start + batch_size], score_threshold=0.0)
     return results
 
 
@@ -45,8 +45,10 @@ def pooled(predictions: list[tuple], truths: list[np.ndarray]) -> tuple:
 def summarise(predictions: list[tuple], truths: list[np.ndarray], threshold: float) -> dict:
     """Pooled tp/fp/fn, precision, recall, F1 at ``threshold`` and AP50 of all predictions."""
     scores, flags, n_true = pooled(predictions, truths)
-    return {**counts_at(scores, flags, n_true, threshold),
-            "ap50": average_precision(scores, flags, n_true)}
+    return {
+        **counts_at(scores, flags, n_true, threshold),
+        "ap50": average_precision(scores, flags, n_true),
+    }
 
 
 def nucleus_boxes(predictions, truths, nuclei, threshold) -> int:
@@ -64,10 +66,15 @@ def coco_results(names: list[str], predictions: list[tuple]) -> list[dict]:
     entries = []
     for image_id, (name, (boxes, scores)) in enumerate(zip(names, predictions, strict=True)):
         for (x0, y0, x1, y1), score in zip(boxes.tolist(), scores.tolist(), strict=True):
-            entries.append({"file_name": name, "image_id": image_id, "category_id": 1,
-                            "bbox": [round(x0, 2), round(y0, 2), round(x1 - x0, 2),
-                                     round(y1 - y0, 2)],
-                            "score": round(score, 5)})
+            entries.append(
+                {
+                    "file_name": name,
+                    "image_id": image_id,
+                    "category_id": 1,
+                    "bbox": [round(x0, 2), round(y0, 2), round(x1 - x0, 2), round(y1 - y0, 2)],
+                    "score": round(score, 5),
+                }
+            )
     return entries
 
 
@@ -94,10 +101,14 @@ def evaluate(model: Detector, items: list[adir.AdirImage], part: str) -> tuple[d
         "nuclei": int(sum(baseline.components(mask, 1).max() for mask in nuclei)),
         "iou": IOU,
         "score_threshold": threshold,
-        "detector": {**summarise(predictions, truths, threshold),
-                     "boxes_on_nuclei": nucleus_boxes(predictions, truths, nuclei, threshold)},
-        "baseline_otsu": {**summarise(reference, truths, 1.0),
-                          "boxes_on_nuclei": nucleus_boxes(reference, truths, nuclei, 1.0)},
+        "detector": {
+            **summarise(predictions, truths, threshold),
+            "boxes_on_nuclei": nucleus_boxes(predictions, truths, nuclei, threshold),
+        },
+        "baseline_otsu": {
+            **summarise(reference, truths, 1.0),
+            "boxes_on_nuclei": nucleus_boxes(reference, truths, nuclei, 1.0),
+        },
         "nuclei_definition": NUCLEI_DEFINITION,
     }
     return metrics, coco_results(names, predictions)

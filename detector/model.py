@@ -51,8 +51,10 @@ class SmallBackbone(nn.Sequential):
             if stage > 0:
                 layers.append(conv_bn_relu(width, width))
             cin = width
-        layers += [conv_bn_relu(cin, out_channels, dilation=2),
-                   conv_bn_relu(out_channels, out_channels, dilation=4)]
+        layers += [
+            conv_bn_relu(cin, out_channels, dilation=2),
+            conv_bn_relu(out_channels, out_channels, dilation=4),
+        ]
         super().__init__(*layers)
         self.out_channels = out_channels
 

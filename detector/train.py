@@ -30,8 +30,18 @@ from detector.model import build_model
 from pipeline import adir
 
 LOSSES = ("loss_classifier", "loss_box_reg", "loss_objectness", "loss_rpn_box_reg")
-LOG_FIELDS = ("epoch", "lr", "loss", *LOSSES, "val_ap50", "val_f1", "val_recall",
-              "val_precision", "val_threshold", "seconds")
+LOG_FIELDS = (
+    "epoch",
+    "lr",
+    "loss",
+    *LOSSES,
+    "val_ap50",
+    "val_f1",
+    "val_recall",
+    "val_precision",
+    "val_threshold",
+    "seconds",
+)
 
 
 def seed_everything(seed: int) -> None:
@@ -64,8 +74,13 @@ def validate(detector: Detector, samples: list[detdata.Sample]) -> dict:
     truths = [s.boxes for s in samples]
     threshold = best_f1_threshold(*pooled(predictions, truths))
     figures = summarise(predictions, truths, threshold)
-    return {"ap50": figures["ap50"], "f1": figures["f1"], "recall": figures["recall"],
-            "precision": figures["precision"], "threshold": threshold}
+    return {
+        "ap50": figures["ap50"],
+        "f1": figures["f1"],
+        "recall": figures["recall"],
+        "precision": figures["precision"],
+        "threshold": threshold,
+    }
 
 
 def _logger(path: Path) -> logging.Logger:
@@ -78,8 +93,14 @@ def _logger(path: Path) -> logging.Logger:
     return logger
 
 
-def train(config: dict, data_dir: str | Path, out: str | Path, epochs: int | None = None,
-          resume: bool = False, device: str | None = None) -> Path:
+def train(
+    config: dict,
+    data_dir: str | Path,
+    out: str | Path,
+    epochs: int | None = None,
+    resume: bool = False,
+    device: str | None = None,
+) -> Path:
     """Train on the ADIR-format folder ``data_dir``; returns the finished model folder."""
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
@@ -109,8 +130,9 @@ def train(config: dict, data_dir: str | Path, out: str | Path, epochs: int | Non
     val_samples = detdata.load_samples(parts["val"])
 
     network = build_model(config["model"]).to(device)
-    optimizer = torch.optim.AdamW(network.parameters(), lr=settings["lr"],
-                                  weight_decay=settings["weight_decay"])
+    optimizer = torch.optim.AdamW(
+        network.parameters(), lr=settings["lr"], weight_decay=settings["weight_decay"]
+    )
     dataset = detdata.DetectionDataset(
         train_samples, detdata.build_augmentation(config["augment"], config["seed"])
     )
@@ -132,8 +154,11 @@ def train(config: dict, data_dir: str | Path, out: str | Path, epochs: int | Non
         started = time.perf_counter()
         dataset.transform.set_random_seed(config["seed"] + epoch)
         loader = torch.utils.data.DataLoader(
-            dataset, batch_size=settings["batch_size"], shuffle=True,
-            num_workers=settings["workers"], collate_fn=detdata.collate,
+            dataset,
+            batch_size=settings["batch_size"],
+            shuffle=True,
+            num_workers=settings["workers"],
+            collate_fn=detdata.collate,
             worker_init_fn=_seed_worker if settings["workers"] else None,
             generator=torch.Generator().manual_seed(config["seed"] + epoch),
         )
@@ -156,9 +181,13 @@ def train(config: dict, data_dir: str | Path, out: str | Path, epochs: int | Non
             progress.set_postfix(loss=f"{loss.item():.3f}")
         network.eval()
         figures = validate(detector, val_samples)
-        row = {"epoch": epoch + 1, "lr": optimizer.param_groups[0]["lr"], **sums,
-               **{f"val_{key}": value for key, value in figures.items()},
-               "seconds": time.perf_counter() - started}
+        row = {
+            "epoch": epoch + 1,
+            "lr": optimizer.param_groups[0]["lr"],
+            **sums,
+            **{f"val_{key}": value for key, value in figures.items()},
+            "seconds": time.perf_counter() - started,
+        }
         with log_path.open("a", newline="") as handle:
             csv.writer(handle).writerow(
                 [f"{row[f]:.5g}" if isinstance(row[f], float) else row[f] for f in LOG_FIELDS]
@@ -166,15 +195,25 @@ def train(config: dict, data_dir: str | Path, out: str | Path, epochs: int | Non
         message = " ".join(f"{f}={row[f]:.4g}" for f in LOG_FIELDS)
         log.info(message)
         tqdm.write(message)
-        torch.save({"model": network.state_dict(), "optimizer": optimizer.state_dict(),
-                    "scheduler": scheduler.state_dict(), "epoch": epoch, "config": config},
-                   checkpoint_path)
+        torch.save(
+            {
+                "model": network.state_dict(),
+                "optimizer": optimizer.state_dict(),
+                "scheduler": scheduler.state_dict(),
+                "epoch": epoch,
+                "config": config,
+            },
+            checkpoint_path,
+        )
 
     network.eval()
     figures = validate(detector, val_samples)
-    thresholds = {"score_threshold": figures["threshold"],
-                  "chosen_on": "validation slides, highest pooled F1 at IoU 0.5",
-                  "val_slides": split["val"], "val": figures}
+    thresholds = {
+        "score_threshold": figures["threshold"],
+        "chosen_on": "validation slides, highest pooled F1 at IoU 0.5",
+        "val_slides": split["val"],
+        "val": figures,
+    }
     folder = save_model(network, config, out / "model", thresholds)
     (folder / "train_log.csv").write_text(log_path.read_text())
     (folder / "split.json").write_text((out / "split.json").read_text())

@@ -102,9 +102,12 @@ def to_grey(image: np.ndarray) -> np.ndarray:
     grey = image.astype(np.float32)
     if not np.isfinite(grey).all():
         finite = grey[np.isfinite(grey)]
-        grey = np.nan_to_num(grey, nan=finite.min() if finite.size else 0.0,
-                             posinf=finite.max() if finite.size else 0.0,
-                             neginf=finite.min() if finite.size else 0.0)
+        grey = np.nan_to_num(
+            grey,
+            nan=finite.min() if finite.size else 0.0,
+            posinf=finite.max() if finite.size else 0.0,
+            neginf=finite.min() if finite.size else 0.0,
+        )
     return grey
 
 

@@ -171,10 +171,21 @@ def image_summary(data: RunData, options: ReportOptions) -> pd.DataFrame:
                 "median_area": medians[AREA].get(key, np.nan),
             }
         )
-    summary = pd.DataFrame(rows, columns=[
-        SLIDE, IMAGE, "chromosomes", "unresolved", "low_confidence", "count_flag", "failed",
-        "error", "median_length", "median_area",
-    ])
+    summary = pd.DataFrame(
+        rows,
+        columns=[
+            SLIDE,
+            IMAGE,
+            "chromosomes",
+            "unresolved",
+            "low_confidence",
+            "count_flag",
+            "failed",
+            "error",
+            "median_length",
+            "median_area",
+        ],
+    )
     return summary.sort_values([SLIDE, IMAGE], kind="stable").reset_index(drop=True)
 
 
@@ -281,8 +292,14 @@ def _format(value, digits: int = 1) -> str:
     return "" if pd.isna(value) else f"{value:.{digits}f}"
 
 
-def _slide_section(slide: str, summary: pd.DataFrame, table: pd.DataFrame,
-                   overlays: dict, options: ReportOptions, first_index: int) -> str:
+def _slide_section(
+    slide: str,
+    summary: pd.DataFrame,
+    table: pd.DataFrame,
+    overlays: dict,
+    options: ReportOptions,
+    first_index: int,
+) -> str:
     escape = html.escape
     done = summary[~summary["failed"]]
     parts = [f'<h2 id="slide-{escape(slide)}">Slide {escape(slide)}</h2>']
@@ -313,7 +330,8 @@ def _slide_section(slide: str, summary: pd.DataFrame, table: pd.DataFrame,
         flags = _flags(row)
         flag_html = (
             " ".join(f'<span class="flag">{escape(flag)}</span>' for flag in flags)
-            if flags else '<span class="ok">ok</span>'
+            if flags
+            else '<span class="ok">ok</span>'
         )
         error = f'<br><span class="error">{escape(row.error)}</span>' if row.failed else ""
         parts.append(
@@ -365,8 +383,9 @@ def render_report(data: RunData, options: ReportOptions, overlays: dict) -> str:
     total = len(summary)
     failed = int(summary["failed"].sum())
     flagged = int(
-        (summary["count_flag"] | (summary["unresolved"] > 0) | (summary["low_confidence"] > 0))
-        .sum()
+        (
+            summary["count_flag"] | (summary["unresolved"] > 0) | (summary["low_confidence"] > 0)
+        ).sum()
     )
     manifest = data.manifest
     version = manifest.get("versions", {}).get("chromoseg", "")
@@ -441,16 +460,25 @@ def register(groups) -> None:
     parser.add_argument("out", metavar="OUT", help="output folder of chromoseg run")
     defaults = ReportOptions()
     parser.add_argument(
-        "--count-range", nargs=2, type=int, metavar=("LOW", "HIGH"),
+        "--count-range",
+        nargs=2,
+        type=int,
+        metavar=("LOW", "HIGH"),
         default=defaults.count_range,
         help="chromosome counts per metaphase that raise no flag (default: %(default)s)",
     )
     parser.add_argument(
-        "--low-confidence", type=float, default=defaults.low_confidence, metavar="SCORE",
+        "--low-confidence",
+        type=float,
+        default=defaults.low_confidence,
+        metavar="SCORE",
         help="flag chromosomes whose detector or segmenter score is below (default: %(default)s)",
     )
     parser.add_argument(
-        "--unresolved-score", type=float, default=defaults.unresolved_score, metavar="SCORE",
+        "--unresolved-score",
+        type=float,
+        default=defaults.unresolved_score,
+        metavar="SCORE",
         help="a cluster whose mean segmenter score is below is unresolved (default: %(default)s)",
     )
     parser.set_defaults(func=report_command)

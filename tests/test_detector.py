@@ -17,8 +17,9 @@ from detector.model import build_model
 from pipeline import adir
 from pipeline.cli import main
 
-CONFIG = yaml.safe_load((Path(__file__).resolve().parent.parent / "configs" / "detector.yaml")
-                        .read_text())
+CONFIG = yaml.safe_load(
+    (Path(__file__).resolve().parent.parent / "configs" / "detector.yaml").read_text()
+)
 
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
@@ -27,8 +28,9 @@ pytestmark = pytest.mark.usefixtures("one_torch_thread")
 def tiny_config() -> dict:
     """The shipped config with a smaller network and crops (fast tests)."""
     config = copy.deepcopy(CONFIG)
-    config["model"].update(widths=[8, 8, 16], out_channels=16, representation_size=32,
-                           anchor_sizes=[8, 16, 32])
+    config["model"].update(
+        widths=[8, 8, 16], out_channels=16, representation_size=32, anchor_sizes=[8, 16, 32]
+    )
     config["augment"]["crop_size"] = 64
     config["train"].update(epochs=1, batch_size=2, workers=0, warmup_steps=2)
     return config
@@ -42,7 +44,7 @@ def bars_image(seed: int, size: int = 64) -> tuple[np.ndarray, np.ndarray]:
     for row in (8, 28, 48):
         x0 = int(rng.integers(4, 24))
         length = int(rng.integers(14, 30))
-        image[row:row + 5, x0:x0 + length] = 0.9
+        image[row : row + 5, x0 : x0 + length] = 0.9
         boxes.append([x0, row, x0 + length, row + 5])
     return np.clip(image, 0, 1).astype(np.float32), np.asarray(boxes, np.float32)
 
@@ -51,13 +53,13 @@ def label_image() -> np.ndarray:
     """Hand-made K image (40, 50): a lone chromosome, two touching ones joined by an overlap,
     a diagonal pair touching at a corner (one 8-connected cluster), and 19-pixel debris."""
     k = np.zeros((40, 50), np.uint8)
-    k[2:6, 2:12] = 1                     # lone: box (2, 2, 12, 6)
-    k[10:14, 2:10] = 3                   # chromosome 3 ...
-    k[10:14, 10:12] = 255                # ... overlaps ...
-    k[10:14, 12:20] = 7                  # ... chromosome 7: box (2, 10, 20, 14)
-    k[20:25, 30:35] = 5                  # corner-touching pair: box (30, 20, 40, 30)
+    k[2:6, 2:12] = 1  # lone: box (2, 2, 12, 6)
+    k[10:14, 2:10] = 3  # chromosome 3 ...
+    k[10:14, 10:12] = 255  # ... overlaps ...
+    k[10:14, 12:20] = 7  # ... chromosome 7: box (2, 10, 20, 14)
+    k[20:25, 30:35] = 5  # corner-touching pair: box (30, 20, 40, 30)
     k[25:30, 35:40] = 5
-    k[35:36, 20:39] = 9                  # 19 px: below MIN_PIXELS, not a cluster
+    k[35:36, 20:39] = 9  # 19 px: below MIN_PIXELS, not a cluster
     return k
 
 
@@ -87,8 +89,9 @@ def test_cluster_boxes_of_a_hand_made_label_image(tmp_path):
 def test_augmentation_keeps_boxes_on_the_bars():
     image, boxes = bars_image(0, 96)
     config = dict(CONFIG["augment"], crop_size=64, inversion_p=1.0)
-    dataset = detdata.DetectionDataset([detdata.Sample("a", image, boxes)],
-                                       detdata.build_augmentation(config, seed=3))
+    dataset = detdata.DetectionDataset(
+        [detdata.Sample("a", image, boxes)], detdata.build_augmentation(config, seed=3)
+    )
     for _ in range(5):
         tensor, target = dataset[0]
         assert tensor.shape == (1, 64, 64) and tensor.dtype == torch.float32
@@ -179,8 +182,8 @@ def test_otsu_baseline_and_nuclei():
     assert len(found) == 3 and np.all(scores == 1.0)
     np.testing.assert_array_equal(found[np.argsort(found[:, 1])], boxes)
     blob = np.zeros((80, 80), np.float32)
-    blob[10:50, 10:50] = 1.0             # 1600 px, unlabelled: a nucleus
-    blob[60:65, 10:60] = 1.0             # labelled chromosome
+    blob[10:50, 10:50] = 1.0  # 1600 px, unlabelled: a nucleus
+    blob[60:65, 10:60] = 1.0  # labelled chromosome
     labels = np.zeros((80, 80), np.uint8)
     labels[60:65, 10:60] = 4
     nuclei = nucleus_mask(blob, labels)
@@ -194,19 +197,50 @@ def test_train_eval_detect_commands(tmp_path, capsys):
     config_path = tmp_path / "tiny.yaml"
     config_path.write_text(yaml.safe_dump(tiny_config()))
     run = tmp_path / "run"
-    args = ["train", "detector", "--config", str(config_path), "--data", str(data),
-            "--out", str(run), "--device", "cpu"]
+    args = [
+        "train",
+        "detector",
+        "--config",
+        str(config_path),
+        "--data",
+        str(data),
+        "--out",
+        str(run),
+        "--device",
+        "cpu",
+    ]
     assert main(args) == 0
-    for name in ("config.yaml", "weights.pt", "thresholds.json", "metrics.json",
-                 "train_log.csv", "split.json"):
+    for name in (
+        "config.yaml",
+        "weights.pt",
+        "thresholds.json",
+        "metrics.json",
+        "train_log.csv",
+        "split.json",
+    ):
         assert (run / "model" / name).is_file()
     assert (run / "checkpoint.pt").is_file() and (run / "train.log").is_file()
     assert main([*args, "--resume", "--epochs", "2"]) == 0
     assert len((run / "train_log.csv").read_text().splitlines()) == 3  # header + 2 epochs
 
     metrics_path, predictions_path = tmp_path / "m.json", tmp_path / "p.json"
-    assert main(["eval", "detector", "--model", str(run / "model"), "--data", str(data),
-                 "--json", str(metrics_path), "--predictions", str(predictions_path)]) == 0
+    assert (
+        main(
+            [
+                "eval",
+                "detector",
+                "--model",
+                str(run / "model"),
+                "--data",
+                str(data),
+                "--json",
+                str(metrics_path),
+                "--predictions",
+                str(predictions_path),
+            ]
+        )
+        == 0
+    )
     metrics = json.loads(metrics_path.read_text())
     assert metrics["true_clusters"] == 3 * metrics["images"]
     assert metrics["baseline_otsu"]["recall"] == 1.0
@@ -214,18 +248,41 @@ def test_train_eval_detect_commands(tmp_path, capsys):
         assert set(entry) >= {"file_name", "bbox", "score"} and len(entry["bbox"]) == 4
 
     import cv2
+
     image, _ = bars_image(0)
     cv2.imwrite(str(tmp_path / "bars.png"), np.round(255 - image * 255).astype(np.uint8))
     (tmp_path / "broken.png").write_bytes(b"not an image")
     out = tmp_path / "detected"
-    code = main(["detect", str(tmp_path / "bars.png"), str(tmp_path / "broken.png"),
-                 "--model", str(run / "model"), "--out", str(out)])
+    code = main(
+        [
+            "detect",
+            str(tmp_path / "bars.png"),
+            str(tmp_path / "broken.png"),
+            "--model",
+            str(run / "model"),
+            "--out",
+            str(out),
+        ]
+    )
     assert code == 2  # one unreadable input: reported, the other image still done
     assert "broken.png: not a readable image" in capsys.readouterr().err
     record = json.loads((out / "bars.boxes.json").read_text())
     assert record["width"] == 64 and (out / "bars.overlay.png").is_file()
-    assert main(["eval", "detector", "--model", str(tmp_path), "--data", str(data),
-                 "--json", str(metrics_path)]) == 2
+    assert (
+        main(
+            [
+                "eval",
+                "detector",
+                "--model",
+                str(tmp_path),
+                "--data",
+                str(data),
+                "--json",
+                str(metrics_path),
+            ]
+        )
+        == 2
+    )
 
 
 def test_shipped_model_loads_and_finds_bars():
@@ -233,7 +290,7 @@ def test_shipped_model_loads_and_finds_bars():
     assert 0.0 < model.score_threshold < 1.0
     image = np.full((200, 240), 0.03, np.float32)
     for row, col in ((40, 40), (100, 120), (150, 60)):
-        image[row:row + 8, col:col + 40] = 0.8  # chromosome-like bars, ADIR scale
+        image[row : row + 8, col : col + 40] = 0.8  # chromosome-like bars, ADIR scale
     boxes, scores = detect(model, image)
     assert boxes.dtype == np.float32 and scores.dtype == np.float32
     assert len(boxes) >= 3

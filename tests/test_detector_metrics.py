@@ -15,8 +15,7 @@ def test_box_iou():
 
 
 def test_matching_is_one_to_one_by_score():
-    pred = np.array([[0, 0, 10, 10], [1, 0, 11, 10], [20, 0, 30, 10], [60, 0, 70, 10]],
-                    np.float32)
+    pred = np.array([[0, 0, 10, 10], [1, 0, 11, 10], [20, 0, 30, 10], [60, 0, 70, 10]], np.float32)
     scores = np.array([0.6, 0.9, 0.8, 0.7])
     # the 0.9 box takes truth 0 first; the 0.6 duplicate is then a false positive
     assert match(pred, scores, TRUTH).tolist() == [False, True, True, False]

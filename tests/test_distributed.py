@@ -54,7 +54,10 @@ def statuses(out: Path) -> list[tuple]:
 def scheduler():
     """The address of a 2-worker LocalCluster on 127.0.0.1 (processes, 1 thread each)."""
     with distributed.LocalCluster(
-        n_workers=2, threads_per_worker=1, processes=True, host="127.0.0.1",
+        n_workers=2,
+        threads_per_worker=1,
+        processes=True,
+        host="127.0.0.1",
         dashboard_address="127.0.0.1:0",
     ) as cluster:
         yield cluster.scheduler_address
@@ -65,7 +68,12 @@ def test_same_outputs_as_in_process(tmp_path, scheduler):
     config = test_config()
     run_batch(jobs, fake_models(), config, tmp_path / "local", quiet=True)
     summary = run_dask(
-        jobs, fake_models(), config, tmp_path / "dask", quiet=True, scheduler=scheduler,
+        jobs,
+        fake_models(),
+        config,
+        tmp_path / "dask",
+        quiet=True,
+        scheduler=scheduler,
         loader=fake_models,
     )
     assert (summary.done, summary.failed) == (4, 1)
@@ -116,8 +124,15 @@ def test_a_dead_worker_loses_no_image(tmp_path):
     jobs = make_images(tmp_path / "in", [(160, 200), (160, 200), FATAL_SHAPE, (160, 200)])
     config = test_config()
     with dask.config.set({"distributed.scheduler.allowed-failures": 0}):
-        summary = run_dask(jobs, fake_models(), config, tmp_path / "dask", quiet=True,
-                           workers=2, loader=dying_models)
+        summary = run_dask(
+            jobs,
+            fake_models(),
+            config,
+            tmp_path / "dask",
+            quiet=True,
+            workers=2,
+            loader=dying_models,
+        )
     assert (summary.done, summary.failed) == (3, 2)
     failed = {image: error for image, status, error in statuses(tmp_path / "dask") if error}
     assert sorted(failed) == ["slide0/empty.png", "slide0/m2.png"]

@@ -15,7 +15,7 @@ def metaphase(dtype=np.uint8, seed=0) -> np.ndarray:
     top = np.iinfo(dtype).max
     image = rng.normal(0.05 * top, 0.01 * top, (64, 80))
     for row in (10, 30, 50):
-        image[row:row + 5, 20:60] = 0.8 * top
+        image[row : row + 5, 20:60] = 0.8 * top
     return np.clip(image, 0, top).astype(dtype)
 
 

@@ -72,7 +72,9 @@ def run_folder(tmp_path):
 def test_summary_flags(run_folder):
     summary = image_summary(read_run(run_folder), ReportOptions()).set_index("image")
     assert summary.loc["A0201", ["chromosomes", "count_flag", "unresolved"]].tolist() == [
-        46, False, 0,
+        46,
+        False,
+        0,
     ]
     assert summary.loc["A0202", "count_flag"]
     assert summary.loc["P0701", "low_confidence"] == 3
@@ -89,8 +91,11 @@ def test_count_range_is_configurable(run_folder):
 def test_unresolved_by_low_segmenter_score():
     table = pd.DataFrame(
         {
-            "slide": "S", "image": "I", "cluster_id": [1, 1, 2],
-            "area_px": [100.0, 100.0, 100.0], "segmenter_score": [0.2, 0.4, 0.9],
+            "slide": "S",
+            "image": "I",
+            "cluster_id": [1, 1, 2],
+            "area_px": [100.0, 100.0, 100.0],
+            "segmenter_score": [0.2, 0.4, 0.9],
         }
     )
     found = unresolved_clusters(table, ReportOptions())
@@ -109,15 +114,27 @@ def test_report_is_self_contained(run_folder):
     # 2 slides x 2 plots; 3 thumbnails + 3 full-size overlays
     assert text.count("data:image/png;base64,") == 2 * 2
     assert text.count("data:image/jpeg;base64,") == 3 * 2
-    for expected in ("Slide A02", "Slide P07", "count 40", "1 unresolved", "3 low confidence",
-                     "empty file (0 bytes)"):
+    for expected in (
+        "Slide A02",
+        "Slide P07",
+        "count 40",
+        "1 unresolved",
+        "3 low confidence",
+        "empty file (0 bytes)",
+    ):
         assert expected in text
 
 
 def test_report_of_an_empty_run(tmp_path):
-    (tmp_path / "run.json").write_text(json.dumps({"images": [
-        {"slide": "S", "image": "x", "error": "x.tif: not a readable TIFF"},
-    ]}))
+    (tmp_path / "run.json").write_text(
+        json.dumps(
+            {
+                "images": [
+                    {"slide": "S", "image": "x", "error": "x.tif: not a readable TIFF"},
+                ]
+            }
+        )
+    )
     text = write_report(tmp_path).read_text()
     assert "not a readable TIFF" in text and "0 chromosomes" in text
 

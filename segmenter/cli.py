@@ -27,6 +27,8 @@ def _eval(args) -> int:
     if args.data is None and args.h5 is None:
         raise DatasetError("give --data DIR (ADIR-format folder) and/or --h5 FILE")
     model = load_model(args.model, args.device)
+    if args.no_flip_average:
+        model.config["inference"] = {**model.config.get("inference", {}), "flip_average": False}
     folder = api.PRETRAINED if args.model is None else Path(args.model)
     split_file = folder / api.SPLIT_FILE
     split = json.loads(split_file.read_text()) if split_file.is_file() else None
@@ -146,6 +148,12 @@ def register(groups) -> None:
     evaluate.add_argument("--batch-size", type=int, default=64, help="default: 64")
     evaluate.add_argument(
         "--workers", type=int, default=1, help="processes preparing crops (default: 1)"
+    )
+    evaluate.add_argument(
+        "--no-flip-average",
+        action="store_true",
+        help="the network's single pass alone, without the mirrored second pass that the "
+        "model's config (inference.flip_average) asks for",
     )
     evaluate.set_defaults(func=_eval)
 

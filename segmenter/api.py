@@ -8,8 +8,9 @@ Crops are cut with ``segmenter.crops`` (margin ``model.margin``) from an image n
 ``pipeline.imageio.normalise`` (float32 in [0, 1], chromosomes bright), as in training.
 Labels: 0 background, 1 chromosome A, 2 chromosome B, 3 overlap.
 
-A model folder holds ``config.yaml`` (the resolved training config) and ``weights.pt`` (a
-state_dict), plus ``metrics.json`` and ``train_log.csv`` from training.
+A model folder holds ``config.yaml`` (the resolved training config; its ``inference`` section
+sets how ``segment`` predicts) and ``weights.pt`` (a state_dict), plus ``metrics.json`` and
+``train_log.csv`` from training.
 """
 
 from __future__ import annotations

@@ -112,7 +112,7 @@ def process_on_worker(
         resolved, worker_models(loader), config, Path(out_dir), pixel_size, 1, None, True
     )
     with ThreadPoolExecutor(max_workers=1) as pool:
-        batch.process([resolved], pool, batch.tqdm(disable=True))
+        batch.process(resolved, pool, batch.tqdm(disable=True))
     outcomes = []
     for job, resolved_job in zip(jobs, resolved, strict=True):
         entry = batch.entries[job.image]

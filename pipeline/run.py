@@ -31,7 +31,6 @@ import json
 import platform
 import sys
 import time
-from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -484,55 +483,27 @@ class _BatchRun:
         except Exception as error:
             return job, error
 
-    def process(
-        self,
-        batches: list[list[ImageJob]],
-        pool: ThreadPoolExecutor,
-        progress,
-        recorded: Callable[[], None] = lambda: None,
-    ) -> None:
-        """Batches of images, each: load (threads), detect, segment together, finish (threads).
-
-        The pool reads the next batch's images and writes this batch's outputs while the models
-        work on the next batch. ``recorded()`` is called after each batch's outcomes are recorded.
-        """
-        loads = [pool.submit(self.load, job) for job in batches[0]] if batches else []
-        finishing = []
-        for index in range(len(batches)):
-            detected, seconds = [], []
-            for load in loads:
-                job, image, read_seconds = load.result()
-                try:
-                    if isinstance(image, BaseException):
-                        raise image
-                    before = time.perf_counter()
-                    detected.append(detect_image(image, self.models, self.config))
-                    seconds.append({"read": read_seconds, "detect": time.perf_counter() - before})
-                except Exception as error:
-                    self.fail(job, error)
-                    progress.update()
-            counts = [len(item.boxes) for item in detected]
-            before = time.perf_counter()
-            segment_images(detected, self.models, self.config)
-            segment_seconds = time.perf_counter() - before
-            for item_seconds, count in zip(seconds, counts, strict=True):
-                item_seconds["segment"] = segment_seconds * count / max(1, sum(counts))
-            # reads first: the next batch's detection waits for them, not for this batch's writes
-            following = batches[index + 1 : index + 2]
-            loads = [pool.submit(self.load, job) for batch in following for job in batch]
-            self.record(finishing, progress)
-            recorded()
-            finishing = [
-                pool.submit(self.finish, item, item_seconds)
-                for item, item_seconds in zip(detected, seconds, strict=True)
-            ]
-        self.record(finishing, progress)
-        recorded()
-
-    def record(self, finishing: list, progress) -> None:
-        """Wait for the ``finish`` futures of one batch and record their outcomes."""
-        for future in finishing:
-            job, outcome = future.result()
+    def process(self, batch: list[ImageJob], pool: ThreadPoolExecutor, progress) -> None:
+        """One batch of images: load (threads), detect, segment together, finish (threads)."""
+        detected, seconds = [], []
+        for job, image, read_seconds in pool.map(self.load, batch):
+            try:
+                if isinstance(image, BaseException):
+                    raise image
+                before = time.perf_counter()
+                detected.append(detect_image(image, self.models, self.config))
+                seconds.append({"read": read_seconds, "detect": time.perf_counter() - before})
+            except Exception as error:
+                self.fail(job, error)
+                progress.update()
+        counts = [len(item.boxes) for item in detected]
+        before = time.perf_counter()
+        segment_images(detected, self.models, self.config)
+        segment_seconds = time.perf_counter() - before
+        for item_seconds, count in zip(seconds, counts, strict=True):
+            item_seconds["segment"] = segment_seconds * count / max(1, sum(counts))
+        outcomes = pool.map(self.finish, detected, seconds)
+        for job, outcome in outcomes:
             if isinstance(outcome, BaseException):
                 self.fail(job, outcome)
             else:
@@ -557,8 +528,9 @@ class _BatchRun:
         )
         size = max(1, int(self.config["batch"]["images"]))
         with ThreadPoolExecutor(max_workers=self.workers) as pool:
-            batches = [todo[first : first + size] for first in range(0, len(todo), size)]
-            self.process(batches, pool, progress, recorded=self.write_manifest)
+            for first in range(0, len(todo), size):
+                self.process(todo[first : first + size], pool, progress)
+                self.write_manifest()
         progress.close()
         channels = list(self.jobs[0].channels) if self.jobs else []
         header = column_names(channels, self.pixel_size is not None)

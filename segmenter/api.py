@@ -144,13 +144,11 @@ def _probabilities(model: Segmenter, crops: np.ndarray, batch_size: int) -> np.n
 def _aligned(probabilities: np.ndarray, reference: np.ndarray) -> np.ndarray:
     """``probabilities (N, 4, H, W)`` with A and B exchanged in the crops where the exchanged
     A/B maps agree better (summed products) with ``reference``'s."""
-    kept = (probabilities[:, 1] * reference[:, 1] + probabilities[:, 2] * reference[:, 2]).sum(
-        axis=(1, 2)
-    )
-    exchanged = (probabilities[:, 1] * reference[:, 2] + probabilities[:, 2] * reference[:, 1]).sum(
-        axis=(1, 2)
-    )
+
+    def agreement(mine: int, theirs: int) -> np.ndarray:
+        return (probabilities[:, mine] * reference[:, theirs]).sum(axis=(1, 2))
+
+    swap = agreement(1, 2) + agreement(2, 1) > agreement(1, 1) + agreement(2, 2)
     aligned = probabilities.copy()
-    swap = exchanged > kept
     aligned[swap, 1], aligned[swap, 2] = probabilities[swap, 2], probabilities[swap, 1]
     return aligned

@@ -148,7 +148,7 @@ def dask_client(scheduler: str | None, workers: int):
         else:
             # dask starts workers with MALLOC_TRIM_THRESHOLD_=65536, which also turns off glibc's
             # adaptive mmap threshold: every large tensor is then mapped and unmapped afresh, and
-            # the models ran 1.5-2x slower per thread (measured); the workers keep glibc's default.
+            # the models ran slower (Dask 0.76-1.00x of in-process, bench_all.py): keep the default.
             stack.enter_context(dask.config.set({MALLOC_TRIM_KEY: None}))
             cluster = stack.enter_context(
                 LocalCluster(

@@ -6,7 +6,8 @@ Fiji opens it as two channels, napari as a 2-plane label layer). Plane 0 holds a
 lowest chromosome id lying there (0 = background), so it alone shows every chromosome whole
 except where a lower id crosses it. Plane 1 is 0 except at overlap pixels (two or more
 chromosomes), where it holds the highest id lying there. Pixels with both planes nonzero are
-exactly the overlap pixels.
+exactly the overlap pixels. Compressed with deflate (zlib; Fiji, napari and tifffile read it):
+mostly background, a 10k x 10k label image takes about 1 MB instead of 400 MB.
 
 Overlay PNG (``*.overlay.png``): the normalised image in grey, each chromosome tinted with its
 own colour and outlined, overlap pixels white, ids written at the centroids.
@@ -83,7 +84,7 @@ def write_label_tiff(path: Path, instances: list[Instance], shape: tuple[int, in
     write_atomic(
         path,
         lambda temporary: tifffile.imwrite(
-            temporary, planes, imagej=True, metadata={"axes": "CYX"}, compression=None
+            temporary, planes, imagej=True, metadata={"axes": "CYX"}, compression="zlib"
         ),
     )
 

@@ -6,7 +6,7 @@
 alone. Plots are made with matplotlib (Agg backend).
 
 Per slide the page shows: the count of chromosomes per metaphase (histogram and table), the
-distributions of lengths and areas, and per image an overlay thumbnail (click: full size) with
+distributions of lengths and areas, and per image an overlay thumbnail (click: enlarged) with
 its flags:
 
 - ``count``: the number of chromosomes lies outside ``ReportOptions.count_range`` (44-48).
@@ -52,7 +52,10 @@ class ReportOptions:
         image's median chromosome area is unresolved (the U-Net left two or more chromosomes
         joined).
     thumbnail_width: width in pixels of the overlay thumbnails.
-    jpeg_quality: of the embedded overlays (thumbnails and full size), 0-100.
+    enlarged_width: the most pixels wide an overlay is embedded when clicked open; wider ones
+        (slide mosaics) are scaled down to it, and the overlay PNG beside the report keeps every
+        pixel.
+    jpeg_quality: of the embedded overlays (thumbnails and enlarged), 0-100.
     """
 
     count_range: tuple[int, int] = (44, 48)
@@ -60,6 +63,7 @@ class ReportOptions:
     unresolved_score: float = 0.5
     merged_area_ratio: float = 2.0
     thumbnail_width: int = 300
+    enlarged_width: int = 2048
     jpeg_quality: int = 90
 
 
@@ -347,7 +351,9 @@ def _slide_section(
         flags = _flags(row)
         overlay = overlays.get((row.slide, row.image))
         if overlay is not None:
-            full = _data_uri(as_jpeg(overlay, options.jpeg_quality), "image/jpeg")
+            enlarged = _data_uri(
+                as_jpeg(overlay, options.jpeg_quality, options.enlarged_width), "image/jpeg"
+            )
             thumb = _data_uri(
                 as_jpeg(overlay, options.jpeg_quality, options.thumbnail_width), "image/jpeg"
             )
@@ -357,7 +363,7 @@ def _slide_section(
             )
             boxes.append(
                 f'<a class="lightbox" id="full-{index}" href="#_"><img '
-                f'alt="overlay {escape(row.image)}, full size" src="{full}"></a>'
+                f'alt="overlay {escape(row.image)}, enlarged" src="{enlarged}"></a>'
             )
         else:
             picture = (

@@ -19,20 +19,30 @@ def _train(args) -> int:
     return 0
 
 
-def _eval(args) -> int:
-    from pipeline.adir import DatasetError
-    from segmenter import api, evaluate
+def _load_model(args):
+    """The model of ``--model`` on ``--device``, without its mirrored pass under
+    ``--no-flip-average``."""
     from segmenter.api import load_model
 
-    if args.data is None and args.h5 is None:
-        raise DatasetError("give --data DIR (ADIR-format folder) and/or --h5 FILE")
     model = load_model(args.model, args.device)
     if args.no_flip_average:
         model.config["inference"] = {**model.config.get("inference", {}), "flip_average": False}
+    return model
+
+
+def _eval(args) -> int:
+    from pipeline.adir import DatasetError
+    from segmenter import api, evaluate
+
+    if args.data is None and args.h5 is None:
+        raise DatasetError("give --data DIR (ADIR-format folder) and/or --h5 FILE")
+    model = _load_model(args)
     folder = api.PRETRAINED if args.model is None else Path(args.model)
     split_file = folder / api.SPLIT_FILE
     split = json.loads(split_file.read_text()) if split_file.is_file() else None
-    sets = evaluate.test_sets(args.data, split, model.config["data"], args.h5, args.workers)
+    sets = evaluate.held_out_sets(
+        args.data, split, model.config["data"], args.h5, args.workers, args.part
+    )
     results = evaluate.evaluate(model, sets, args.batch_size)
     print(evaluate.format_table(results))
     if args.json:
@@ -90,10 +100,10 @@ def _segment(args) -> int:
     import cv2
     import numpy as np
 
-    from segmenter.api import load_model, segment
+    from segmenter.api import segment
 
     crops = read_crops(args.crops)
-    model = load_model(args.model, args.device)
+    model = _load_model(args)
     labels, probabilities = segment(model, crops, args.batch_size)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -106,6 +116,19 @@ def _segment(args) -> int:
             cv2.imwrite(str(out / f"labels_{index:05d}.png"), label)
     print(f"{len(labels)} crops segmented into {out}")
     return 0
+
+
+def _add_inference_options(parser) -> None:
+    """Options shared by ``eval segmenter`` and ``segment``: which model runs where, and how."""
+    parser.add_argument("--model", help="model folder (default: the shipped model)")
+    parser.add_argument("--device", help="cpu, cuda (default: cuda when available, else cpu)")
+    parser.add_argument("--batch-size", type=int, default=64, help="default: 64")
+    parser.add_argument(
+        "--no-flip-average",
+        action="store_true",
+        help="the network's single pass alone, without the mirrored second pass that the "
+        "model's config (inference.flip_average) asks for",
+    )
 
 
 def register(groups) -> None:
@@ -135,25 +158,24 @@ def register(groups) -> None:
     evaluate = groups["eval"].add_parser(
         "segmenter",
         help="per-class IoU/Dice of a segmenter model on held-out data",
-        description="Per-class IoU and Dice pooled over all test pixels at 88x88, with A/B as "
-        "labelled and permutation-invariant, on the test slides' clusters (two chromosomes, "
-        "two or more, all), synthetic pairs of the test slides, and an h5 file's test part. "
-        "A folder whose slides the split does not know is evaluated whole.",
+        description="Per-class IoU and Dice pooled over all held-out pixels at 88x88, with A/B "
+        "as labelled and permutation-invariant, on the test (or --part val) slides' clusters "
+        "(two chromosomes, two or more, all), synthetic pairs of the same slides, and an h5 "
+        "file's test part. A folder whose slides the split does not know is evaluated whole.",
     )
-    evaluate.add_argument("--model", help="model folder (default: the shipped model)")
+    _add_inference_options(evaluate)
     evaluate.add_argument("--data", help="ADIR-format folder")
+    evaluate.add_argument(
+        "--part",
+        choices=("val", "test"),
+        default="test",
+        help="which held-out slides of the model's split (default: test; val to choose "
+        "settings without looking at the test slides)",
+    )
     evaluate.add_argument("--h5", help="LowRes_13434_overlapping_pairs.h5-style file")
     evaluate.add_argument("--json", help="write every printed figure to this JSON file")
-    evaluate.add_argument("--device", help="cpu, cuda (default: cuda when available, else cpu)")
-    evaluate.add_argument("--batch-size", type=int, default=64, help="default: 64")
     evaluate.add_argument(
         "--workers", type=int, default=1, help="processes preparing crops (default: 1)"
-    )
-    evaluate.add_argument(
-        "--no-flip-average",
-        action="store_true",
-        help="the network's single pass alone, without the mirrored second pass that the "
-        "model's config (inference.flip_average) asks for",
     )
     evaluate.set_defaults(func=_eval)
 
@@ -165,7 +187,7 @@ def register(groups) -> None:
         "uint8 and/or labels_NNNNN.png (values 0 background, 1 A, 2 B, 3 overlap).",
     )
     segment.add_argument("crops", nargs="+", help=".npy/.npz stacks or crop image files")
-    segment.add_argument("--model", help="model folder (default: the shipped model)")
+    _add_inference_options(segment)
     segment.add_argument("--out", default="segmented", help="output folder (default: segmented)")
     segment.add_argument(
         "--format", choices=("npy", "png", "both"), default="npy", help="default: npy"
@@ -175,6 +197,4 @@ def register(groups) -> None:
         action="store_true",
         help="also write probabilities.npy (N, 4, 88, 88) float32",
     )
-    segment.add_argument("--device", help="cpu, cuda (default: cuda when available, else cpu)")
-    segment.add_argument("--batch-size", type=int, default=64, help="default: 64")
     segment.set_defaults(func=_segment)

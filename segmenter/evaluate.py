@@ -1,10 +1,11 @@
 """Evaluation of a segmenter on held-out data (DESIGN.md, "Measuring").
 
-Sets: ``real_pairs`` (test-slide clusters of exactly two chromosomes), ``real_multi`` (two or
-more), ``real_all`` (every cluster, singles included), ``synthetic_pairs`` (pairs made from
-single chromosomes of the test slides, fixed seed) and, when an h5 file is given, ``h5_pairs``
-(its last 20 %). Each set: per-class IoU and Dice pooled over all pixels at 88x88, as labelled
-and permutation-invariant.
+Sets: ``real_pairs`` (clusters of exactly two chromosomes of the held-out slides: the test
+slides, or the val slides to choose settings on), ``real_multi`` (two or more), ``real_all`` (every
+cluster, singles included), ``synthetic_pairs`` (pairs made from single chromosomes of the same
+slides, a fixed seed per part) and, when an h5 file is given, ``h5_pairs`` (its last 20 %).
+Each set: per-class IoU and Dice pooled over all pixels at 88x88, as labelled and
+permutation-invariant.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from segmenter import api, dataset, metrics, synthetic
 from segmenter.h5data import load_h5_pairs
 from segmenter.targets import CLASS_NAMES
 
-SYNTHETIC_TEST_SEED = 2017
+SYNTHETIC_SEEDS = {"val": 2016, "test": 2017}  # synthetic pairs of each held-out part
 
 
 def synthetic_pairs(prepared: dataset.Prepared, data_config: dict, count: int, seed: int):
@@ -38,21 +39,22 @@ def synthetic_pairs(prepared: dataset.Prepared, data_config: dict, count: int, s
     )
 
 
-def test_sets(
+def held_out_sets(
     data_dir: str | Path | None,
     split: dict | None,
     data_config: dict,
     h5_path: str | Path | None = None,
     workers: int = 1,
+    part: str = "test",
 ) -> dict[str, tuple[np.ndarray, np.ndarray]]:
-    """Named ``(images (N, 88, 88) float32, targets (N, 88, 88) uint8)`` test sets.
+    """Named ``(images (N, 88, 88) float32, targets (N, 88, 88) uint8)`` evaluation sets.
 
-    ``data_dir``'s test slides per ``split`` (every labelled image when the split knows none of
-    its slides); ``h5_path``'s test part.
+    ``data_dir``'s ``part`` ("test" or "val") slides per ``split`` (every labelled image when the
+    split knows none of its slides); ``h5_path``'s test part (it has no val part).
     """
     sets = {}
     if data_dir is not None:
-        images = adir.select(adir.find_images(data_dir), "test", split)
+        images = adir.select(adir.find_images(data_dir), part, split)
         prepared = dataset.prepare(
             images, int(data_config["margin"]), int(data_config["context"]), workers
         )
@@ -64,7 +66,7 @@ def test_sets(
         ):
             sets[name] = (real.images[keep], real.targets[keep])
         sets["synthetic_pairs"] = synthetic_pairs(
-            prepared, data_config, int(data_config["test_synthetic"]), SYNTHETIC_TEST_SEED
+            prepared, data_config, int(data_config[f"{part}_synthetic"]), SYNTHETIC_SEEDS[part]
         )
     if h5_path is not None:
         sets["h5_pairs"] = load_h5_pairs(h5_path)["test"]

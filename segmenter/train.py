@@ -28,7 +28,6 @@ from segmenter import api, dataset, evaluate, metrics
 from segmenter.h5data import load_h5_pairs
 from segmenter.model import build_model, count_macs, resolve
 
-VAL_SYNTHETIC_SEED = 2016
 LOG_COLUMNS = (
     "epoch",
     "lr",
@@ -183,7 +182,10 @@ def train(
     val_sets = {
         "real_multi": (val_data.crops.images[multi], val_data.crops.targets[multi]),
         "synthetic_pairs": evaluate.synthetic_pairs(
-            val_data, data_config, int(data_config["val_synthetic"]), VAL_SYNTHETIC_SEED
+            val_data,
+            data_config,
+            int(data_config["val_synthetic"]),
+            evaluate.SYNTHETIC_SEEDS["val"],
         ),
     }
     log.info(
@@ -303,7 +305,7 @@ def train(
             checkpoint_path,
         )
     best = api.load_model(out, str(target_device))
-    sets = evaluate.test_sets(data_dir, split, data_config, h5_path, workers)
+    sets = evaluate.held_out_sets(data_dir, split, data_config, h5_path, workers)
     results = evaluate.evaluate(best, sets)
     (out / api.METRICS_FILE).write_text(json.dumps(results, indent=2) + "\n")
     log.info(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import json
 import re
 
@@ -111,7 +112,7 @@ def test_report_is_self_contained(run_folder):
     # every picture embedded: no src/href pointing at a file or the network
     sources = re.findall(r'(?:src|href)="([^"]*)"', text)
     assert sources and all(s.startswith(("data:image/", "#")) for s in sources)
-    # 2 slides x 2 plots; 3 thumbnails + 3 full-size overlays
+    # 2 slides x 2 plots; 3 thumbnails + 3 enlarged overlays
     assert text.count("data:image/png;base64,") == 2 * 2
     assert text.count("data:image/jpeg;base64,") == 3 * 2
     for expected in (
@@ -123,6 +124,24 @@ def test_report_is_self_contained(run_folder):
         "empty file (0 bytes)",
     ):
         assert expected in text
+
+
+def _enlarged_widths(text: str) -> list[int]:
+    """Pixel widths of the overlays a report shows when a thumbnail is clicked."""
+    pictures = re.findall(
+        r'class="lightbox"[^>]*><img [^>]*src="data:image/jpeg;base64,([^"]+)"', text
+    )
+    return [
+        cv2.imdecode(np.frombuffer(base64.b64decode(data), np.uint8), cv2.IMREAD_COLOR).shape[1]
+        for data in pictures
+    ]
+
+
+def test_enlarged_overlays_are_capped_in_width(run_folder):
+    # the overlays are 160 px wide: kept as they are, or scaled down to the cap
+    assert _enlarged_widths(write_report(run_folder).read_text()) == [160] * 3
+    capped = write_report(run_folder, ReportOptions(enlarged_width=100)).read_text()
+    assert _enlarged_widths(capped) == [100] * 3
 
 
 def test_report_of_an_empty_run(tmp_path):

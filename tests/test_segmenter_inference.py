@@ -1,12 +1,13 @@
 """segmenter.api.segment: fixed-size network calls and the mirrored second pass."""
 
+from argparse import Namespace
 from pathlib import Path
 
 import numpy as np
 import torch
 import yaml
 
-from segmenter import api
+from segmenter import api, cli
 from segmenter.model import build_model, resolve
 
 CONFIGS = Path(__file__).resolve().parent.parent / "configs"
@@ -75,3 +76,15 @@ def test_flip_average_is_mirror_symmetric():
     exchanged = mirrored[:, [0, 2, 1, 3]]
     for one, other, swapped in zip(straight, mirrored, exchanged, strict=True):
         assert np.allclose(one, other, atol=1e-4) or np.allclose(one, swapped, atol=1e-4)
+
+
+def test_no_flip_average_option_turns_the_second_pass_off(tmp_path):
+    config = yaml.safe_load((CONFIGS / "segmenter.yaml").read_text())
+    config["model"] = resolve({"channels": [4, 8], "norm": "batch", "skip": "add"})
+    api.save_model(build_model(config["model"]), config, tmp_path)
+    options = {"model": str(tmp_path), "device": "cpu"}
+    assert cli._load_model(Namespace(**options, no_flip_average=False)).config["inference"] == {
+        "flip_average": True
+    }
+    single = cli._load_model(Namespace(**options, no_flip_average=True))
+    assert single.config["inference"] == {"flip_average": False}

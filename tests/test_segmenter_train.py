@@ -1,6 +1,7 @@
 """Training on tiny synthetic data, the CLI end to end, and clear errors for bad input."""
 
 import json
+import shutil
 
 import h5py
 import numpy as np
@@ -133,6 +134,12 @@ def test_cli_train_resume_eval_segment(tmp_path, adir_folder, tiny_config, monke
         "chromosome_B",
         "overlap",
     }
+
+    # --part val evaluates the val slide of the model's split: without it, no real crops
+    val_slide = json.loads((out / "split.json").read_text())["val"][0]
+    shutil.rmtree(adir_folder / f"{val_slide}__XY")
+    assert main([*args, "--json", str(report), "--device", "cpu", "--part", "val"]) == 0
+    assert set(json.loads(report.read_text())) == {"h5_pairs"}
 
     crops = np.random.default_rng(1).random((3, 88, 88)).astype(np.float32)
     np.save(tmp_path / "crops.npy", crops)

@@ -14,7 +14,7 @@ def _train(args) -> int:
     from segmenter.train import load_config, train
 
     config = load_config(args.config)
-    train(config, args.data, args.out, args.resume, args.epochs, args.device, args.h5)
+    train(config, args.data, args.out, args.resume, args.epochs, args.device, args.h5, args.init)
     print(f"model folder: {args.out}")
     return 0
 
@@ -152,6 +152,12 @@ def register(groups) -> None:
     )
     train.add_argument("--resume", action="store_true", help="continue from --out/checkpoint.pt")
     train.add_argument("--epochs", type=int, help="override the config's epoch count")
+    train.add_argument(
+        "--init",
+        metavar="MODEL_DIR",
+        help="start from this model folder's weights (fine-tune, e.g. segmenter/pretrained on "
+        "your own slides); its network must be the config's",
+    )
     train.add_argument("--device", help="cpu, cuda (default: cuda when available, else cpu)")
     train.set_defaults(func=_train)
 

@@ -95,6 +95,22 @@ def pair_loss(logits, target, dice_weight: float):
     return torch.minimum(per_crop(target), per_crop(swapped)).mean()
 
 
+def _initial_weights(folder: str | Path, model_config: dict) -> dict:
+    """``{"folder", "weights_sha256"}`` of a model folder to fine-tune from; ConfigError when it
+    is not a model folder or its network is not laid out as ``model_config``."""
+    from pipeline.models import sha256
+
+    folder = Path(folder)
+    if not (folder / api.WEIGHTS_FILE).is_file() or not (folder / api.CONFIG_FILE).is_file():
+        raise ConfigError(f"--init: {folder} is not a segmenter model folder (config + weights)")
+    theirs = resolve(yaml.safe_load((folder / api.CONFIG_FILE).read_text())["model"])
+    if theirs != model_config:
+        raise ConfigError(
+            f"--init: the network of {folder} ({theirs}) is not the config's ({model_config})"
+        )
+    return {"folder": str(folder), "weights_sha256": sha256(folder / api.WEIGHTS_FILE)}
+
+
 def _seed_everything(seed: int) -> None:
     import torch
 
@@ -131,9 +147,13 @@ def train(
     epochs: int | None = None,
     device: str | None = None,
     h5_path: str | Path | None = None,
+    init: str | Path | None = None,
 ) -> dict:
     """Train, pick the best validation epoch, evaluate it on the test split; returns the test
-    metrics (also written to ``out/metrics.json``)."""
+    metrics (also written to ``out/metrics.json``).
+
+    ``init``: a model folder whose weights the network starts from (fine-tuning; its layout
+    must be the config's), recorded with its sha256 as ``train.init`` in the saved config."""
     import torch
     from torch.utils.data import DataLoader
     from tqdm import tqdm
@@ -200,7 +220,14 @@ def train(
         len(val_sets["synthetic_pairs"][0]),
     )
 
-    net = build_model(config["model"]).to(target_device)
+    if init is not None and checkpoint is None:
+        config["train"]["init"] = _initial_weights(init, config["model"])
+    # channels-last: about 25 % faster training steps on CPU (the inference form uses it too)
+    net = build_model(config["model"]).to(target_device, memory_format=torch.channels_last)
+    if checkpoint is None and config["train"].get("init"):
+        weights = torch.load(Path(config["train"]["init"]["folder"]) / api.WEIGHTS_FILE)
+        net.load_state_dict(weights)
+        log.info("initialised from %s", config["train"]["init"]["folder"])
     log.info(
         "model %s: %d parameters, %.1f M multiply-adds per 88x88 crop",
         config["model"],
@@ -258,7 +285,9 @@ def train(
         for images_batch, targets_batch in tqdm(
             loader, desc=f"epoch {epoch + 1}/{total_epochs}", leave=False, mininterval=2
         ):
-            images_batch = images_batch.to(target_device, non_blocking=True)
+            images_batch = images_batch.to(
+                target_device, non_blocking=True, memory_format=torch.channels_last
+            )
             targets_batch = targets_batch.to(target_device, non_blocking=True)
             with torch.autocast(target_device.type, dtype=torch.bfloat16, enabled=autocast):
                 logits = net(images_batch)

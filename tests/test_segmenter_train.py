@@ -135,6 +135,19 @@ def test_cli_train_resume_eval_segment(tmp_path, adir_folder, tiny_config, monke
         "overlap",
     }
 
+    # fine-tuning starts from the model's weights and records them; another layout is refused
+    tuned = tmp_path / "tuned"
+    init = ["--config", str(tiny_config), "--data", str(adir_folder), "--init", str(out)]
+    assert main(["train", "segmenter", *init, "--out", str(tuned), "--epochs", "1"]) == 0
+    recorded = yaml.safe_load((tuned / "config.yaml").read_text())["train"]["init"]
+    assert recorded["folder"] == str(out) and len(recorded["weights_sha256"]) == 64
+    assert "initialised from" in (tuned / "train.log").read_text()
+    other = yaml.safe_load(tiny_config.read_text())
+    other["model"]["channels"] = [4, 4]
+    (tmp_path / "other.yaml").write_text(yaml.safe_dump(other))
+    init[1] = str(tmp_path / "other.yaml")
+    assert main(["train", "segmenter", *init, "--out", str(tmp_path / "refused")]) == 2
+
     # --part val evaluates the val slide of the model's split: without it, no real crops
     val_slide = json.loads((out / "split.json").read_text())["val"][0]
     shutil.rmtree(adir_folder / f"{val_slide}__XY")

@@ -1,7 +1,7 @@
 """Command-line subcommands of the detector stage (registered by pipeline.cli).
 
 - ``chromoseg train detector --config configs/detector.yaml --data DIR [--resume] [--out DIR]
-  [--epochs N] [--device cpu|cuda]``
+  [--epochs N] [--device cpu|cuda] [--init MODEL_DIR]``
 - ``chromoseg eval detector [--model DIR] --data DIR [--part test] --json OUT
   [--predictions PRED.json]``
 - ``chromoseg detect INPUT... --out DIR [--model DIR] [--polarity auto|bright|dark]
@@ -26,6 +26,12 @@ def register(groups) -> None:
     train.add_argument("--resume", action="store_true", help="continue from OUT/checkpoint.pt")
     train.add_argument("--epochs", type=int, help="override the config's train.epochs")
     train.add_argument("--device", choices=("cpu", "cuda"), help="default: cuda if available")
+    train.add_argument(
+        "--init",
+        metavar="MODEL_DIR",
+        help="start from this model folder's weights (fine-tune, e.g. detector/pretrained on "
+        "your own slides); its model section must be the config's",
+    )
     train.set_defaults(func=run_train)
 
     evaluate = groups["eval"].add_parser("detector", help="evaluate the detector and a baseline")
@@ -73,7 +79,7 @@ def run_train(args) -> int:
         config = yaml.safe_load(Path(args.config).read_text())
     except (OSError, yaml.YAMLError) as error:
         raise InputError(f"cannot read config {args.config}: {error}") from error
-    folder = train(config, args.data, args.out, args.epochs, args.resume, args.device)
+    folder = train(config, args.data, args.out, args.epochs, args.resume, args.device, args.init)
     print(f"model folder: {folder}")
     print((folder / "metrics.json").read_text())
     return 0

@@ -28,6 +28,7 @@ from detector.evaluate import evaluate, pooled, predict, summarise
 from detector.metrics import best_f1_threshold
 from detector.model import build_model
 from pipeline import adir
+from pipeline.models import initial_weights
 
 LOSSES = ("loss_classifier", "loss_box_reg", "loss_objectness", "loss_rpn_box_reg")
 LOG_FIELDS = (
@@ -100,8 +101,13 @@ def train(
     epochs: int | None = None,
     resume: bool = False,
     device: str | None = None,
+    init: str | Path | None = None,
 ) -> Path:
-    """Train on the ADIR-format folder ``data_dir``; returns the finished model folder."""
+    """Train on the ADIR-format folder ``data_dir``; returns the finished model folder.
+
+    ``init``: a model folder whose weights the network starts from (fine-tuning; its ``model``
+    config must be this config's), recorded with its sha256 as ``train.init`` in the saved
+    config."""
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     checkpoint_path = out / "checkpoint.pt"
@@ -130,6 +136,14 @@ def train(
     val_samples = detdata.load_samples(parts["val"])
 
     network = build_model(config["model"]).to(device)
+    if checkpoint is None:  # a resumed run keeps its own record
+        config["train"].pop("init", None)
+        if init is not None:
+            config["train"]["init"] = initial_weights(init, config["model"])
+            network.load_state_dict(
+                torch.load(Path(init) / "weights.pt", map_location=device, weights_only=True)
+            )
+            log.info("initialised from %s", init)
     optimizer = torch.optim.AdamW(
         network.parameters(), lr=settings["lr"], weight_decay=settings["weight_decay"]
     )

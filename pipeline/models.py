@@ -51,6 +51,23 @@ def _describe(path: Path) -> dict:
     return {"folder": str(path), "weights_sha256": sha256(path / "weights.pt")}
 
 
+def initial_weights(folder: str | Path, model_config: dict, resolve=lambda layout: layout) -> dict:
+    """Where a fine-tuning run starts: ``{"folder", "weights_sha256"}`` of a model folder (either
+    stage's: ``config.yaml`` + ``weights.pt``). InputError when it is not one, or when its
+    network (``resolve`` of its config's ``model`` section) is not ``model_config``."""
+    folder = Path(folder)
+    if not (folder / "weights.pt").is_file() or not (folder / "config.yaml").is_file():
+        raise InputError(f"--init: {folder} is not a model folder (config.yaml + weights.pt)")
+    import yaml
+
+    theirs = resolve((yaml.safe_load((folder / "config.yaml").read_text()) or {}).get("model"))
+    if theirs != model_config:
+        raise InputError(
+            f"--init: the network of {folder} ({theirs}) is not the config's ({model_config})"
+        )
+    return _describe(folder)
+
+
 def load_models(config: dict, device: str = "cpu") -> Models:
     """The detector and segmenter named in a pipeline config (None: the shipped ones); the crop
     margin is the segmenter's own unless the config sets ``segmenter.margin``."""

@@ -24,6 +24,7 @@ import numpy as np
 import yaml
 
 from pipeline import InputError, adir
+from pipeline.models import initial_weights
 from segmenter import api, dataset, evaluate, metrics
 from segmenter.h5data import load_h5_pairs
 from segmenter.model import build_model, count_macs, resolve
@@ -93,22 +94,6 @@ def pair_loss(logits, target, dice_weight: float):
         return cross_entropy + dice_weight * (1 - dice).mean(1)
 
     return torch.minimum(per_crop(target), per_crop(swapped)).mean()
-
-
-def _initial_weights(folder: str | Path, model_config: dict) -> dict:
-    """``{"folder", "weights_sha256"}`` of a model folder to fine-tune from; ConfigError when it
-    is not a model folder or its network is not laid out as ``model_config``."""
-    from pipeline.models import sha256
-
-    folder = Path(folder)
-    if not (folder / api.WEIGHTS_FILE).is_file() or not (folder / api.CONFIG_FILE).is_file():
-        raise ConfigError(f"--init: {folder} is not a segmenter model folder (config + weights)")
-    theirs = resolve(yaml.safe_load((folder / api.CONFIG_FILE).read_text())["model"])
-    if theirs != model_config:
-        raise ConfigError(
-            f"--init: the network of {folder} ({theirs}) is not the config's ({model_config})"
-        )
-    return {"folder": str(folder), "weights_sha256": sha256(folder / api.WEIGHTS_FILE)}
 
 
 def _seed_everything(seed: int) -> None:
@@ -220,14 +205,15 @@ def train(
         len(val_sets["synthetic_pairs"][0]),
     )
 
-    if init is not None and checkpoint is None:
-        config["train"]["init"] = _initial_weights(init, config["model"])
+    if checkpoint is None:  # a resumed run keeps its own record
+        config["train"].pop("init", None)
+        if init is not None:
+            config["train"]["init"] = initial_weights(init, config["model"], resolve)
     # channels-last: about 25 % faster training steps on CPU (the inference form uses it too)
     net = build_model(config["model"]).to(target_device, memory_format=torch.channels_last)
-    if checkpoint is None and config["train"].get("init"):
-        weights = torch.load(Path(config["train"]["init"]["folder"]) / api.WEIGHTS_FILE)
-        net.load_state_dict(weights)
-        log.info("initialised from %s", config["train"]["init"]["folder"])
+    if checkpoint is None and init is not None:
+        net.load_state_dict(torch.load(Path(init) / api.WEIGHTS_FILE))
+        log.info("initialised from %s", init)
     log.info(
         "model %s: %d parameters, %.1f M multiply-adds per 88x88 crop",
         config["model"],

@@ -223,6 +223,19 @@ def test_train_eval_detect_commands(tmp_path, capsys):
     assert main([*args, "--resume", "--epochs", "2"]) == 0
     assert len((run / "train_log.csv").read_text().splitlines()) == 3  # header + 2 epochs
 
+    # fine-tuning for 0 epochs gives back the weights it started from, and records them
+    tuned = [*args[:-3], str(tmp_path / "tuned"), "--init", str(run / "model"), "--epochs", "0"]
+    assert main(tuned) == 0
+    start = torch.load(run / "model" / "weights.pt")
+    for name, value in torch.load(tmp_path / "tuned" / "model" / "weights.pt").items():
+        assert torch.equal(value, start[name]), name
+    saved = yaml.safe_load((tmp_path / "tuned" / "model" / "config.yaml").read_text())
+    assert saved["train"]["init"]["folder"] == str(run / "model")
+    other = tiny_config()
+    other["model"]["out_channels"] += 8
+    config_path.write_text(yaml.safe_dump(other))
+    assert main(tuned) == 2  # another network: a clear error
+
     metrics_path, predictions_path = tmp_path / "m.json", tmp_path / "p.json"
     assert (
         main(

@@ -110,5 +110,18 @@ def evaluate(model: Detector, items: list[adir.AdirImage], part: str) -> tuple[d
             "boxes_on_nuclei": nucleus_boxes(reference, truths, nuclei, 1.0),
         },
         "nuclei_definition": NUCLEI_DEFINITION,
+        "per_slide": {},
     }
+    for slide in metrics["slides"]:  # where the pooled figures come from
+        chosen = [i for i, item in enumerate(items) if item.slide == slide]
+        slide_predictions = [predictions[i] for i in chosen]
+        slide_truths = [truths[i] for i in chosen]
+        metrics["per_slide"][slide] = {
+            "images": len(chosen),
+            "true_clusters": int(sum(len(t) for t in slide_truths)),
+            **summarise(slide_predictions, slide_truths, threshold),
+            "boxes_on_nuclei": nucleus_boxes(
+                slide_predictions, slide_truths, [nuclei[i] for i in chosen], threshold
+            ),
+        }
     return metrics, coco_results(names, predictions)

@@ -257,6 +257,12 @@ def test_train_eval_detect_commands(tmp_path, capsys):
     metrics = json.loads(metrics_path.read_text())
     assert metrics["true_clusters"] == 3 * metrics["images"]
     assert metrics["baseline_otsu"]["recall"] == 1.0
+    per_slide = metrics["per_slide"]
+    assert sorted(per_slide) == metrics["slides"]
+    for count in ("images", "true_clusters"):
+        assert sum(slide[count] for slide in per_slide.values()) == metrics[count]
+    for count in ("tp", "fp", "fn"):
+        assert sum(slide[count] for slide in per_slide.values()) == metrics["detector"][count]
     for entry in json.loads(predictions_path.read_text()):
         assert set(entry) >= {"file_name", "bbox", "score"} and len(entry["bbox"]) == 4
 

@@ -175,6 +175,50 @@ def chromosome_instances(
     )
 
 
+CLASSES = 24  # ADIR's chromosome classes 1..24
+
+
+def labels_from_instances(masks: np.ndarray) -> np.ndarray:
+    """A K image whose ``chromosome_instances`` are ``masks``: the inverse of that function, to
+    turn instance masks (a run's label TIFF, corrected by hand or not) into training labels.
+
+    ``masks``: bool ``(N, H, W)``, each chromosome whole; they may overlap. Pixels of two or more
+    masks become 255 (overlap); the others take their chromosome's class. Classes are not
+    karyotype classes here but colours 1..24: chromosomes that touch or overlap, or touch one
+    overlap region, get different ones (greedy, largest first), since ``chromosome_instances``
+    joins pieces of one class that meet. Raises DatasetError when 24 do not suffice. Returns
+    uint8 ``(H, W)``.
+
+    The round trip is exact when every overlap region lies inside each chromosome that touches
+    it, as for masks that came from a K image; K cannot tell more: where three chromosomes pile
+    on one spot, each comes back with the whole pile.
+    """
+    masks = np.asarray(masks, bool)
+    labels = np.zeros(masks.shape[1:], np.uint8)
+    if not len(masks):
+        return labels
+    kernel = np.ones((3, 3), np.uint8)
+    overlap = masks.sum(axis=0) >= 2
+    own = masks & ~overlap
+    grown = np.stack([cv2.dilate(mask.astype(np.uint8), kernel).astype(bool) for mask in masks])
+    meets = np.stack([(halo & masks).any(axis=(1, 2)) for halo in grown])
+    for region in _components(overlap, 1):
+        halo = cv2.dilate(region.astype(np.uint8), kernel).astype(bool)
+        touching = (own & halo).any(axis=(1, 2))
+        meets |= touching[:, None] & touching[None]
+    colours = np.zeros(len(masks), np.int64)
+    for index in np.argsort(-masks.sum(axis=(1, 2)), kind="stable"):
+        taken = set(colours[meets[index]].tolist())
+        free = [colour for colour in range(1, CLASSES + 1) if colour not in taken]
+        if not free:
+            raise DatasetError(f"more than {CLASSES} chromosomes meet one another: cannot label")
+        colours[index] = free[0]
+    for mask, colour in zip(own, colours, strict=True):
+        labels[mask] = colour
+    labels[overlap] = OVERLAP_LABEL
+    return labels
+
+
 def make_split(
     images: list[AdirImage], test_fraction: float = 0.2, val_fraction: float = 0.1, seed: int = 0
 ) -> dict[str, list[str]]:

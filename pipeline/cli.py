@@ -14,7 +14,13 @@ import sys
 
 from pipeline import InputError, __version__
 
-STAGE_CLIS = ("segmenter.cli", "detector.cli", "pipeline.run_cli", "pipeline.report")
+STAGE_CLIS = (
+    "segmenter.cli",
+    "detector.cli",
+    "pipeline.run_cli",
+    "pipeline.report",
+    "pipeline.export",
+)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -23,6 +24,7 @@ from pipeline.imageio import normalise, read_image
 from pipeline.outputs import read_label_tiff
 
 SHAPE = (120, 160)
+SAMPLES = Path(__file__).resolve().parent.parent / "data" / "samples" / "adir"
 
 
 def same_masks(found: np.ndarray, expected: np.ndarray) -> bool:
@@ -48,6 +50,14 @@ def test_labels_from_instances_round_trip():
     assert same_masks(found, masks)
     assert len(set(classes.tolist())) == 3
     assert len(labels_from_instances(np.zeros((0, *SHAPE), bool))) == SHAPE[0]
+
+
+def test_labels_from_instances_round_trip_on_the_adir_samples():
+    for image in find_images(SAMPLES):
+        masks = chromosome_instances(load(image)[1])[0]
+        assert len(masks) > 40 and same_masks(
+            chromosome_instances(labels_from_instances(masks))[0], masks
+        )
 
 
 def test_more_than_24_chromosomes_on_one_spot_cannot_be_labelled():

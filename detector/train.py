@@ -27,7 +27,7 @@ from detector.api import Detector, save_model
 from detector.evaluate import evaluate, pooled, predict, summarise
 from detector.metrics import best_f1_threshold
 from detector.model import build_model
-from pipeline import adir
+from pipeline import InputError, adir
 from pipeline.models import initial_weights
 
 LOSSES = ("loss_classifier", "loss_box_reg", "loss_objectness", "loss_rpn_box_reg")
@@ -113,6 +113,8 @@ def train(
     checkpoint_path = out / "checkpoint.pt"
     checkpoint = None
     if resume:
+        if init is not None:
+            raise InputError("--resume continues a run from its checkpoint: it takes no --init")
         if not checkpoint_path.is_file():
             raise adir.DatasetError(f"--resume: no checkpoint in {out}")
         checkpoint = torch.load(checkpoint_path, map_location="cpu", weights_only=False)

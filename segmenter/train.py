@@ -152,6 +152,8 @@ def train(
     checkpoint_path = out / "checkpoint.pt"
     checkpoint = None
     if resume:
+        if init is not None:
+            raise ConfigError("--resume continues a run from its checkpoint: it takes no --init")
         if not checkpoint_path.is_file():
             raise ConfigError(f"--resume: no checkpoint.pt in {out}")
         checkpoint = torch.load(checkpoint_path, map_location="cpu", weights_only=False)

@@ -235,6 +235,9 @@ def test_train_eval_detect_commands(tmp_path, capsys):
     other["model"]["out_channels"] += 8
     config_path.write_text(yaml.safe_dump(other))
     assert main(tuned) == 2  # another network: a clear error
+    capsys.readouterr()
+    assert main([*args, "--resume", "--init", str(run / "model")]) == 2
+    assert "takes no --init" in capsys.readouterr().err
 
     metrics_path, predictions_path = tmp_path / "m.json", tmp_path / "p.json"
     assert (

@@ -8,6 +8,7 @@ pairs (``segmenter.synthetic``). Splits are by slide (``pipeline.adir``).
 
 from __future__ import annotations
 
+import multiprocessing
 import os
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
@@ -85,7 +86,9 @@ def prepare(images: list[adir.AdirImage], margin: int, context: int, workers: in
     """Crops, singles and overlap ratios of labelled metaphases (in ``workers`` processes)."""
     tasks = [(item, margin, context) for item in images]
     if workers > 1 and len(tasks) > 1:
-        with ProcessPoolExecutor(workers) as pool:
+        # spawned, not forked: after training the parent has idle thread pools whose locks a
+        # forked worker inherits (a CPU run's final test evaluation once hung there for good)
+        with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn")) as pool:
             parts = list(pool.map(_prepare_image, tasks, chunksize=4))
     else:
         parts = [_prepare_image(task) for task in tasks]

@@ -1,13 +1,15 @@
 """Files a run writes, each written to a temporary name beside its target and then renamed
 (``os.replace``), so that a killed run never leaves a half-written file.
 
-Label TIFF (``*.labels.tif``): uint16, two planes ``(2, H, W)`` (ImageJ hyperstack, axes CYX:
-Fiji opens it as two channels, napari as a 2-plane label layer). Plane 0 holds at every pixel the
-lowest chromosome id lying there (0 = background), so it alone shows every chromosome whole
+Label TIFF (``*.labels.tif``): uint16, two planes ``(2, H, W)``, one TIFF page each, deflate
+(zlib) compressed: mostly background, a 10k x 10k label image takes about 2 MB instead of
+400 MB. Fiji's File > Open shows a two-slice stack (ImageJ reads deflate page by page; an ImageJ
+hyperstack would have been read as contiguous uncompressed data, which is why this is a plain
+multi-page TIFF), napari and ``tifffile.imread`` give ``(2, H, W)``. Plane 0 holds at every pixel
+the lowest chromosome id lying there (0 = background), so it alone shows every chromosome whole
 except where a lower id crosses it. Plane 1 is 0 except at overlap pixels (two or more
 chromosomes), where it holds the highest id lying there. Pixels with both planes nonzero are
-exactly the overlap pixels. Compressed with deflate (zlib; Fiji, napari and tifffile read it):
-mostly background, a 10k x 10k label image takes about 1 MB instead of 400 MB.
+exactly the overlap pixels.
 
 Overlay PNG (``*.overlay.png``): the normalised image in grey, each chromosome tinted with its
 own colour and outlined, overlap pixels white, ids written at the centroids.
@@ -84,7 +86,11 @@ def write_label_tiff(path: Path, instances: list[Instance], shape: tuple[int, in
     write_atomic(
         path,
         lambda temporary: tifffile.imwrite(
-            temporary, planes, imagej=True, metadata={"axes": "CYX"}, compression="zlib"
+            temporary,
+            planes,
+            photometric="minisblack",
+            metadata={"axes": "CYX"},
+            compression="zlib",
         ),
     )
 

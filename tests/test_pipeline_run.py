@@ -111,8 +111,10 @@ def test_outputs_of_a_run(tmp_path):
         planes = read_label_tiff(out / "images" / f"{key}.labels.tif")
         assert planes.shape == (2, image["height"], image["width"])
         with tifffile.TiffFile(out / "images" / f"{key}.labels.tif") as tiff:
-            assert tiff.is_imagej
-            assert tiff.pages[0].compression == tifffile.COMPRESSION.ADOBE_DEFLATE
+            # one deflate page per plane, no ImageJ hyperstack header (ImageJ would read that
+            # as contiguous uncompressed data)
+            assert len(tiff.pages) == 2 and not tiff.is_imagej
+            assert {page.compression for page in tiff.pages} == {tifffile.COMPRESSION.ADOBE_DEFLATE}
         per_image = pd.read_csv(out / "images" / f"{key}.csv")
         annotations = [a for a in coco["annotations"] if a["image_id"] == image["id"]]
         assert len(per_image) == len(annotations) == 7

@@ -86,7 +86,7 @@ def main(argv: list[str] | None = None) -> int:
         subprocess.run(["chromoseg", "run", "--out", str(run_dir), "--quiet"], check=False)
     shots = args.shots or run_dir
     shots.mkdir(parents=True, exist_ok=True)
-    report = write_report(run_dir)
+    report = write_report(run_dir).resolve()  # file URIs need an absolute path
     print(f"report: {report} ({report.stat().st_size / 1e6:.1f} MB)")
 
     failures = []

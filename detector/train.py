@@ -141,10 +141,8 @@ def train(
     if checkpoint is None:  # a resumed run keeps its own record
         config["train"].pop("init", None)
         if init is not None:
-            config["train"]["init"] = initial_weights(init, config["model"])
-            network.load_state_dict(
-                torch.load(Path(init) / "weights.pt", map_location=device, weights_only=True)
-            )
+            config["train"]["init"], initial_state = initial_weights(init, config["model"])
+            network.load_state_dict(initial_state)
             log.info("initialised from %s", init)
     optimizer = torch.optim.AdamW(
         network.parameters(), lr=settings["lr"], weight_decay=settings["weight_decay"]

@@ -51,21 +51,26 @@ def _describe(path: Path) -> dict:
     return {"folder": str(path), "weights_sha256": sha256(path / "weights.pt")}
 
 
-def initial_weights(folder: str | Path, model_config: dict, resolve=lambda layout: layout) -> dict:
-    """Where a fine-tuning run starts: ``{"folder", "weights_sha256"}`` of a model folder (either
-    stage's: ``config.yaml`` + ``weights.pt``). InputError when it is not one, or when its
-    network (``resolve`` of its config's ``model`` section) is not ``model_config``."""
+def initial_weights(
+    folder: str | Path, model_config: dict, resolve=lambda layout: layout
+) -> tuple[dict, dict]:
+    """Where a fine-tuning run starts, for either stage: the record ``{"folder",
+    "weights_sha256"}`` of a model folder (``config.yaml`` + ``weights.pt``) and its state_dict
+    (on the CPU). InputError when it is not a model folder, or when its network (``resolve`` of
+    its config's ``model`` section) is not ``model_config``."""
+    import torch
+    import yaml
+
     folder = Path(folder)
     if not (folder / "weights.pt").is_file() or not (folder / "config.yaml").is_file():
         raise InputError(f"--init: {folder} is not a model folder (config.yaml + weights.pt)")
-    import yaml
-
     theirs = resolve((yaml.safe_load((folder / "config.yaml").read_text()) or {}).get("model"))
     if theirs != model_config:
         raise InputError(
             f"--init: the network of {folder} ({theirs}) is not the config's ({model_config})"
         )
-    return _describe(folder)
+    state = torch.load(folder / "weights.pt", map_location="cpu", weights_only=True)
+    return _describe(folder), state
 
 
 def load_models(config: dict, device: str = "cpu") -> Models:

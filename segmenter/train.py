@@ -207,14 +207,15 @@ def train(
         len(val_sets["synthetic_pairs"][0]),
     )
 
+    initial_state = None
     if checkpoint is None:  # a resumed run keeps its own record
         config["train"].pop("init", None)
         if init is not None:
-            config["train"]["init"] = initial_weights(init, config["model"], resolve)
+            config["train"]["init"], initial_state = initial_weights(init, config["model"], resolve)
     # channels-last: about 25 % faster training steps on CPU (the inference form uses it too)
     net = build_model(config["model"]).to(target_device, memory_format=torch.channels_last)
-    if checkpoint is None and init is not None:
-        net.load_state_dict(torch.load(Path(init) / api.WEIGHTS_FILE))
+    if initial_state is not None:
+        net.load_state_dict(initial_state)
         log.info("initialised from %s", init)
     log.info(
         "model %s: %d parameters, %.1f M multiply-adds per 88x88 crop",

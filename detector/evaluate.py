@@ -13,7 +13,7 @@ import numpy as np
 
 from detector import baseline
 from detector.api import Detector, detect_batch
-from detector.metrics import average_precision, counts_at, match
+from detector.metrics import average_precision, box_inside, counts_at, match
 from pipeline import adir
 from pipeline.imageio import normalise
 
@@ -61,6 +61,22 @@ def nucleus_boxes(predictions, truths, nuclei, threshold) -> int:
     return total
 
 
+def false_positive_kinds(predictions, truths, threshold) -> dict:
+    """Where the boxes with score >= threshold that match no true box lie: over several true
+    clusters (each inside it, 2 px tolerance), inside one true cluster, or elsewhere (nuclei,
+    debris, unlabelled blobs, badly placed boxes)."""
+    kinds = {"over_several_clusters": 0, "inside_one_cluster": 0, "elsewhere": 0}
+    for (boxes, scores), truth in zip(predictions, truths, strict=True):
+        kept = scores >= threshold
+        wrong = boxes[kept][~match(boxes, scores, truth, IOU)[kept]]
+        several = box_inside(truth, wrong).sum(0) >= 2
+        inside = box_inside(wrong, truth).any(1) & ~several
+        kinds["over_several_clusters"] += int(several.sum())
+        kinds["inside_one_cluster"] += int(inside.sum())
+        kinds["elsewhere"] += int((~several & ~inside).sum())
+    return kinds
+
+
 def coco_results(names: list[str], predictions: list[tuple]) -> list[dict]:
     """COCO results entries: file_name, image_id, category_id 1, bbox [x, y, w, h], score."""
     entries = []
@@ -104,6 +120,7 @@ def evaluate(model: Detector, items: list[adir.AdirImage], part: str) -> tuple[d
         "detector": {
             **summarise(predictions, truths, threshold),
             "boxes_on_nuclei": nucleus_boxes(predictions, truths, nuclei, threshold),
+            "false_positives": false_positive_kinds(predictions, truths, threshold),
         },
         "baseline_otsu": {
             **summarise(reference, truths, 1.0),

@@ -29,6 +29,16 @@ def box_iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return np.where(union > 0, inter / np.where(union > 0, union, 1), 0.0)
 
 
+def box_inside(a: np.ndarray, b: np.ndarray, tolerance: float = 2.0) -> np.ndarray:
+    """Whether every box of ``a`` (N, 4) lies inside every box of ``b`` (M, 4), each edge allowed
+    ``tolerance`` px outside: bool (N, M)."""
+    a = np.asarray(a, np.float64).reshape(-1, 4)[:, None]
+    b = np.asarray(b, np.float64).reshape(-1, 4)[None]
+    return np.all(a[..., :2] >= b[..., :2] - tolerance, -1) & np.all(
+        a[..., 2:] <= b[..., 2:] + tolerance, -1
+    )
+
+
 def match(pred: np.ndarray, scores: np.ndarray, truth: np.ndarray, iou: float = 0.5) -> np.ndarray:
     """True-positive flags ``(N,)`` bool of the predictions of one image (see module doc)."""
     flags = np.zeros(len(pred), bool)

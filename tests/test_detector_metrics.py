@@ -3,7 +3,15 @@
 import numpy as np
 import pytest
 
-from detector.metrics import average_precision, best_f1_threshold, box_iou, counts_at, match
+from detector.evaluate import false_positive_kinds
+from detector.metrics import (
+    average_precision,
+    best_f1_threshold,
+    box_inside,
+    box_iou,
+    counts_at,
+    match,
+)
 
 TRUTH = np.array([[0, 0, 10, 10], [20, 0, 30, 10], [40, 0, 50, 10]], np.float32)
 
@@ -47,3 +55,21 @@ def test_best_f1_threshold():
     flags = np.array([True, True, True, False])
     assert best_f1_threshold(scores, flags, 3) == 0.7
     assert best_f1_threshold(np.zeros(0), np.zeros(0, bool), 3) == 0.5
+
+
+def test_false_positive_kinds():
+    truth = np.array([[0, 0, 10, 10], [12, 0, 20, 10], [40, 40, 80, 80]], np.float32)
+    boxes = np.array(
+        [
+            [0, 0, 10, 10],  # matches the first cluster
+            [0, 0, 21, 11],  # over the first two clusters
+            [41, 41, 60, 60],  # inside the third
+            [100, 100, 120, 120],  # elsewhere
+            [200, 200, 220, 220],  # elsewhere, but under the threshold
+        ],
+        np.float32,
+    )
+    scores = np.array([0.9, 0.8, 0.7, 0.6, 0.1], np.float32)
+    kinds = false_positive_kinds([(boxes, scores)], [truth], threshold=0.5)
+    assert kinds == {"over_several_clusters": 1, "inside_one_cluster": 1, "elsewhere": 1}
+    assert box_inside(truth[:1], boxes[1:2]).all() and not box_inside(boxes[1:2], truth).any()

@@ -5,11 +5,6 @@
 - ``small`` (default): a few conv-bn-relu blocks, stride 8, one feature map with ``out_channels``
   channels; the last two blocks are dilated so that the receptive field covers large clusters.
   Trains from scratch on a CPU.
-- ``small_fpn``: four stride-2 stages (strides 2, 4, 8, 16; the last ends in two dilated
-  blocks) and a feature pyramid over the last two: small clusters are placed on stride-8 features
-  that also carry the coarser map's context, and large clusters are seen whole at stride 16.
-  ``anchor_sizes`` are split in order over the two levels, smallest first. Trains from scratch on
-  a CPU.
 - ``mobilenet_v3_large_fpn`` and ``resnet50_fpn``: torchvision's stock backbones with an FPN,
   built with ``weights=None, weights_backbone=None`` (no download), for users with GPUs.
 
@@ -23,17 +18,15 @@ see ``detector.api``). Output boxes are x0, y0, x1, y1 in input pixels.
 
 from __future__ import annotations
 
-from collections import OrderedDict
-
 import torch
 from torch import nn
 from torchvision.models.detection import FasterRCNN
 from torchvision.models.detection.anchor_utils import AnchorGenerator
 from torchvision.models.detection.faster_rcnn import FastRCNNPredictor, TwoMLPHead
 from torchvision.models.detection.transform import GeneralizedRCNNTransform
-from torchvision.ops import FeaturePyramidNetwork, MultiScaleRoIAlign
+from torchvision.ops import MultiScaleRoIAlign
 
-BACKBONES = ("small", "small_fpn", "mobilenet_v3_large_fpn", "resnet50_fpn")
+BACKBONES = ("small", "mobilenet_v3_large_fpn", "resnet50_fpn")
 
 
 def conv_bn_relu(cin: int, cout: int, stride: int = 1, dilation: int = 1) -> nn.Sequential:
@@ -64,33 +57,6 @@ class SmallBackbone(nn.Sequential):
         ]
         super().__init__(*layers)
         self.out_channels = out_channels
-
-
-class SmallFPNBackbone(nn.Module):
-    """Grey ``(B, 1, H, W)`` -> ``{"0": (B, out_channels, H/8, W/8), "1": (..., H/16, W/16)}``.
-
-    ``widths``: channels after each of the four stride-2 stages.
-    """
-
-    def __init__(self, widths: list[int], out_channels: int):
-        super().__init__()
-        if len(widths) != 4:
-            raise ValueError(f"small_fpn takes four stage widths, not {widths}")
-        w1, w2, w3, w4 = widths
-        self.stride2 = conv_bn_relu(1, w1, stride=2)
-        self.stride4 = nn.Sequential(conv_bn_relu(w1, w2, stride=2), conv_bn_relu(w2, w2))
-        self.stride8 = nn.Sequential(conv_bn_relu(w2, w3, stride=2), conv_bn_relu(w3, w3))
-        self.stride16 = nn.Sequential(
-            conv_bn_relu(w3, w4, stride=2),
-            conv_bn_relu(w4, w4, dilation=2),
-            conv_bn_relu(w4, w4, dilation=4),
-        )
-        self.fpn = FeaturePyramidNetwork([w3, w4], out_channels)
-        self.out_channels = out_channels
-
-    def forward(self, images: torch.Tensor) -> dict[str, torch.Tensor]:
-        c8 = self.stride8(self.stride4(self.stride2(images)))
-        return self.fpn(OrderedDict([("0", c8), ("1", self.stride16(c8))]))
 
 
 class GreyToRGB(nn.Module):
@@ -133,22 +99,13 @@ def build_model(config: dict) -> FasterRCNN:
     if name == "small":
         backbone = SmallBackbone(config["widths"], config["out_channels"])
         feature_maps = 1
-    elif name == "small_fpn":
-        backbone = SmallFPNBackbone(config["widths"], config["out_channels"])
-        feature_maps = 2
     else:
         backbone = _stock_backbone(name)
         feature_maps = 3 if name == "mobilenet_v3_large_fpn" else 5
-    # small: one feature map carries every size; small_fpn: sizes split over its 2 levels;
-    # mobilenet (3 coarse levels): every size on each level, as torchvision does; resnet50 FPN
-    # (5 levels, strides 4..64): one size per level
+    # small: one feature map carries every size; mobilenet (3 coarse levels): every size on each
+    # level, as torchvision does; resnet50 FPN (5 levels, strides 4..64): one size per level
     sizes = tuple(config["anchor_sizes"])
-    if name == "small_fpn":
-        if len(sizes) % 2:
-            raise ValueError("small_fpn splits anchor_sizes over 2 levels: give an even number")
-        half = len(sizes) // 2
-        anchor_sizes = (sizes[:half], sizes[half:])
-    elif feature_maps == 5:
+    if feature_maps == 5:
         anchor_sizes = tuple((sizes[min(i, len(sizes) - 1)],) for i in range(5))
     else:
         anchor_sizes = (sizes,) * feature_maps

@@ -6,6 +6,11 @@ chromosomes are matched to true ones one-to-one (Hungarian assignment on mask Io
 predicted), recall (matched / true), F1, the mean IoU of the matched pairs; per metaphase the
 count error (predicted - true) and its distribution. The same for the classical baseline: Otsu
 threshold of the normalised image, each 8-connected component of >= 20 pixels one chromosome.
+
+``true_segmentation=True`` stands the ground truth in for the U-Net: each crop gets the one-hot
+target cut from K with the crop's own geometry (chromosomes two-coloured over the whole image, as
+in training). What is then lost is lost by the detector, the crop geometry and the stitcher: the
+ceiling of the pipeline with a perfect segmenter.
 """
 
 from __future__ import annotations
@@ -17,8 +22,17 @@ from skimage.filters import threshold_otsu
 from pipeline.adir import MIN_PIXELS, AdirImage, chromosome_instances, load
 from pipeline.inputs import ImageJob
 from pipeline.models import Models
-from pipeline.run import process_image
+from pipeline.run import (
+    Detected,
+    build_result,
+    crop_pieces,
+    detect_image,
+    load_image,
+    process_image,
+)
 from pipeline.stitch import Instance, boxes_meet, instances_from_masks, mask_iou
+from segmenter.crops import crop_labels
+from segmenter.targets import target_from_instances
 
 IOU_THRESHOLD = 0.5
 
@@ -101,15 +115,37 @@ def summarise(per_image: list[dict]) -> dict:
     }
 
 
-def evaluate(images: list[AdirImage], models: Models, config: dict, progress=None) -> dict:
+def segment_with_truth(detected: Detected, true_masks: np.ndarray, stitch_config: dict) -> None:
+    """Fill ``detected.pieces`` from the true chromosome masks ``(N, H, W)`` bool instead of the
+    U-Net: each crop's class probabilities are its one-hot target ``(4, 88, 88)``."""
+    target = target_from_instances(true_masks)
+    one_hot = np.eye(4, dtype=np.float32)
+    for index, geometry in enumerate(detected.geometries):
+        probabilities = one_hot[crop_labels(target, geometry)].transpose(2, 0, 1)
+        detected.pieces += crop_pieces(detected, index, probabilities, stitch_config)
+
+
+def evaluate(
+    images: list[AdirImage],
+    models: Models,
+    config: dict,
+    progress=None,
+    true_segmentation: bool = False,
+) -> dict:
     """The pipeline and the baseline on labelled images: ``{"pipeline": summary, "baseline":
-    summary, "per_image": [...]}``."""
+    summary, "per_image": [...]}`` (see the module doc for ``true_segmentation``)."""
     pipeline_scores, baseline_scores, per_image = [], [], []
     for image in progress(images) if progress else images:
         _, labels = load(image)
-        true = instances_from_masks(chromosome_instances(labels)[0])
+        true_masks = chromosome_instances(labels)[0]
+        true = instances_from_masks(true_masks)
         job = ImageJob(image.dapi_path, image.slide, image.name, image.name)
-        result = process_image(job, models, config)
+        if true_segmentation:
+            detected = detect_image(load_image(job, config["polarity"]), models, config)
+            segment_with_truth(detected, true_masks, config["stitch"])
+            result = build_result(detected, config, None)
+        else:
+            result = process_image(job, models, config)
         ours = image_scores(result.instances, true)
         baseline = image_scores(otsu_instances(result.normalised.full()), true)
         pipeline_scores.append(ours)

@@ -121,6 +121,12 @@ def register(groups) -> None:
         choices=("train", "val", "test"),
         help="which slides of the split (default: test)",
     )
+    evaluate.add_argument(
+        "--true-segmentation",
+        action="store_true",
+        help="the ground truth stands in for the U-Net in every crop: what the detector, crop "
+        "geometry and stitching alone reach (a ceiling for a perfect segmenter)",
+    )
     _add_model_options(evaluate)
     evaluate.set_defaults(func=eval_command)
 
@@ -186,10 +192,17 @@ def eval_command(args) -> int:
 
     images = select(find_images(args.data), args.part)
     config, models = _config_and_models(args)
-    results = evaluate(images, models, config, progress=lambda items: tqdm(items, unit="image"))
+    results = evaluate(
+        images,
+        models,
+        config,
+        progress=lambda items: tqdm(items, unit="image"),
+        true_segmentation=args.true_segmentation,
+    )
     results = {
         "data": str(args.data),
         "part": args.part,
+        "true_segmentation": args.true_segmentation,
         "models": models.info,
         "crop_margin": models.margin,
         "config": config,

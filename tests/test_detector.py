@@ -29,7 +29,7 @@ def tiny_config() -> dict:
     """The shipped config with a smaller network and crops (fast tests)."""
     config = copy.deepcopy(CONFIG)
     config["model"].update(
-        widths=[8, 8, 16, 16], out_channels=16, representation_size=32, anchor_sizes=[8, 16, 32, 64]
+        widths=[8, 8, 16], out_channels=16, representation_size=32, anchor_sizes=[8, 16, 32]
     )
     config["augment"]["crop_size"] = 64
     config["train"].update(epochs=1, batch_size=2, workers=0, warmup_steps=2)
@@ -110,30 +110,10 @@ def test_simulated_inversion_keeps_chromosomes_bright():
     assert out[y0:y1, x0:x1].mean() > 0.8 and np.median(out) < 0.4
 
 
-def tiny_model_config(backbone: str) -> dict:
-    """``tiny_config()``'s model section for any backbone (small: three stages)."""
-    config = dict(tiny_config()["model"], backbone=backbone)
-    if backbone == "small":
-        config.update(widths=[8, 8, 16], anchor_sizes=[8, 16, 32])
-    return config
-
-
-def test_small_fpn_levels_and_anchors():
-    network = build_model(tiny_model_config("small_fpn")).eval()
-    features = network.backbone(torch.zeros(1, 1, 64, 96))
-    assert {name: tuple(f.shape) for name, f in features.items()} == {
-        "0": (1, 16, 8, 12),
-        "1": (1, 16, 4, 6),
-    }
-    assert network.rpn.anchor_generator.sizes == ((8, 16), (32, 64))
-    with pytest.raises(ValueError, match="even number"):
-        build_model(dict(tiny_model_config("small_fpn"), anchor_sizes=[8, 16, 32]))
-
-
-@pytest.mark.parametrize("backbone", ["small", "small_fpn", "mobilenet_v3_large_fpn"])
+@pytest.mark.parametrize("backbone", ["small", "mobilenet_v3_large_fpn"])
 def test_empty_targets_give_zero_box_losses(backbone):
     torch.manual_seed(0)
-    config = tiny_model_config(backbone)
+    config = dict(tiny_config()["model"], backbone=backbone)
     network = build_model(config).train()
     image, _ = bars_image(0)
     empty = {"boxes": torch.zeros((0, 4)), "labels": torch.zeros(0, dtype=torch.int64)}

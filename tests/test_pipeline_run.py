@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
 
@@ -323,3 +324,27 @@ def test_eval_pipeline_against_the_baseline(tmp_path, monkeypatch, capsys):
     assert ours["count_error"]["histogram"] == {"0": 2}
     assert baseline["predicted"] == 10 and baseline["recall"] < ours["recall"]
     assert "baseline" in capsys.readouterr().out
+
+
+def background_only(crops: np.ndarray) -> np.ndarray:
+    """A segmenter that sees no chromosome: probabilities (N, 4, 88, 88), all background."""
+    probabilities = np.zeros((len(crops), 4, *crops.shape[1:]), np.float32)
+    probabilities[:, 0] = 1.0
+    return probabilities
+
+
+def test_eval_pipeline_true_segmentation_replaces_the_unet(tmp_path, monkeypatch):
+    """With a segmenter that finds nothing, only --true-segmentation finds the chromosomes."""
+    data = adir_folder(tmp_path / "adir")
+    blind = dataclasses.replace(fake_models(), segment=background_only)
+    monkeypatch.setattr("pipeline.models.load_models", lambda config, device: blind)
+    figures = {}
+    for flag in ([], ["--true-segmentation"]):
+        out = tmp_path / f"e{len(flag)}.json"
+        args = ["eval", "pipeline", "--data", str(data), "--json", str(out), "--device", "cpu"]
+        assert main(args + flag) == 0
+        figures[bool(flag)] = json.loads(out.read_text())
+    assert figures[False]["pipeline"]["predicted"] == 0
+    truth = figures[True]
+    assert truth["true_segmentation"] and truth["pipeline"]["true"] == 14
+    assert truth["pipeline"]["f1"] == 1.0 and truth["pipeline"]["mean_matched_iou"] > 0.95

@@ -48,8 +48,10 @@ def main() -> None:
     model = load_model(args.model)
     results = {"true_clusters": len(truth), "score_threshold": model.score_threshold, "scales": {}}
     for scale in args.scales:
-        at_threshold = recall_precision(*detect(model, image, input_scale=scale), truth)
-        every_box = recall_precision(*detect(model, image, 0.0, input_scale=scale), truth)
+        boxes, scores = detect(model, image, 0.0, input_scale=scale)
+        kept = scores >= model.score_threshold
+        at_threshold = recall_precision(boxes[kept], scores[kept], truth)
+        every_box = recall_precision(boxes, scores, truth)
         results["scales"][str(scale)] = {**at_threshold, "recall_every_box": every_box["recall"]}
         print(
             f"input_scale {scale}: {at_threshold['boxes']} boxes, recall "

@@ -22,7 +22,6 @@ import base64
 import html
 import io
 import json
-import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -30,6 +29,7 @@ import numpy as np
 import pandas as pd
 
 from pipeline import InputError
+from pipeline.outputs import write_atomic
 
 REPORT_NAME = "report.html"
 TABLE_NAME = "chromosomes.csv"
@@ -448,9 +448,7 @@ def write_report(out_dir: str | Path, options: ReportOptions | None = None) -> P
     }
     text = render_report(data, options, overlays)
     path = out_dir / REPORT_NAME
-    temporary = path.with_name(path.name + ".tmp")
-    temporary.write_text(text, encoding="utf-8")
-    os.replace(temporary, path)
+    write_atomic(path, lambda temporary: temporary.write_text(text, encoding="utf-8"))
     return path
 
 

@@ -21,6 +21,7 @@ from pipeline import InputError
 
 PRETRAINED = Path(__file__).resolve().parent / "pretrained"
 CONFIG_FILE, WEIGHTS_FILE, THRESHOLDS_FILE = "config.yaml", "weights.pt", "thresholds.json"
+RED, GREEN, YELLOW = (0, 0, 255), (0, 200, 0), (0, 220, 255)  # BGR, for draw_boxes
 
 
 class ModelError(InputError):
@@ -125,3 +126,18 @@ def detect(
     See ``detect_batch``.
     """
     return detect_batch(model, [image], score_threshold, input_scale)[0]
+
+
+def draw_boxes(image: np.ndarray, *box_sets: tuple[np.ndarray, tuple[int, int, int]]) -> np.ndarray:
+    """BGR uint8 ``(H, W, 3)`` picture of a normalised ``(H, W)`` float32 image with boxes drawn.
+
+    Each box set is ``(boxes (N, 4) x0, y0, x1, y1 in image pixels, (blue, green, red))``; later
+    sets are drawn over earlier ones. Lines are 1 px, thicker on images over 1,200 px.
+    """
+    grey = np.round(np.clip(image, 0, 1) * 255).astype(np.uint8)
+    picture = cv2.cvtColor(grey, cv2.COLOR_GRAY2BGR)
+    thickness = max(1, round(max(image.shape) / 800))
+    for boxes, colour in box_sets:
+        for x0, y0, x1, y1 in np.round(boxes).astype(int):
+            cv2.rectangle(picture, (x0, y0), (x1 - 1, y1 - 1), colour, thickness)
+    return picture

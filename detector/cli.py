@@ -3,7 +3,7 @@
 - ``chromoseg train detector --config configs/detector.yaml --data DIR [--resume] [--out DIR]
   [--epochs N] [--device cpu|cuda] [--init MODEL_DIR]``
 - ``chromoseg eval detector [--model DIR] --data DIR [--part test] --json OUT
-  [--predictions PRED.json]``
+  [--predictions PRED.json] [--overlays DIR]``
 - ``chromoseg detect INPUT... --out DIR [--model DIR] [--polarity auto|bright|dark]
   [--threshold T] [--scale S]``: ``<stem>.boxes.json`` and ``<stem>.overlay.png`` per image.
 """
@@ -45,6 +45,12 @@ def register(groups) -> None:
     )
     evaluate.add_argument("--json", required=True, help="write the metrics here")
     evaluate.add_argument("--predictions", help="write every box in COCO results format here")
+    evaluate.add_argument(
+        "--overlays",
+        metavar="DIR",
+        help="write a picture per image here: boxes that match a true cluster green, false "
+        "positives red, missed true clusters yellow",
+    )
     evaluate.add_argument("--device", default="cpu", choices=("cpu", "cuda"))
     evaluate.set_defaults(func=run_eval)
 
@@ -94,7 +100,8 @@ def run_eval(args) -> int:
     chosen = adir.select(adir.find_images(args.data), args.part)
     if not chosen:
         raise adir.DatasetError(f"no labelled images of the {args.part} slides under {args.data}")
-    metrics, predictions = evaluate(model, chosen, args.part)
+    overlays = Path(args.overlays) if args.overlays else None
+    metrics, predictions = evaluate(model, chosen, args.part, overlays)
     text = json.dumps(metrics, indent=2)
     Path(args.json).parent.mkdir(parents=True, exist_ok=True)
     Path(args.json).write_text(text + "\n")
@@ -117,22 +124,10 @@ def expand(inputs: list[str]) -> list[Path]:
     return paths
 
 
-def overlay(image, boxes):
-    """BGR uint8 picture of a normalised image with the boxes drawn in red."""
-    import cv2
-    import numpy as np
-
-    picture = cv2.cvtColor(np.round(image * 255).astype(np.uint8), cv2.COLOR_GRAY2BGR)
-    thickness = max(1, round(max(image.shape) / 800))
-    for x0, y0, x1, y1 in np.round(boxes).astype(int):
-        cv2.rectangle(picture, (x0, y0), (x1 - 1, y1 - 1), (0, 0, 255), thickness)
-    return picture
-
-
 def run_detect(args) -> int:
     import cv2
 
-    from detector.api import detect, load_model
+    from detector.api import RED, detect, draw_boxes, load_model
     from pipeline.imageio import ImageReadError, normalise, read_image
 
     model = load_model(args.model, args.device)
@@ -162,6 +157,6 @@ def run_detect(args) -> int:
             stem += "_"
         used.add(stem)
         (out / f"{stem}.boxes.json").write_text(json.dumps(record, indent=1) + "\n")
-        cv2.imwrite(str(out / f"{stem}.overlay.png"), overlay(image, boxes))
+        cv2.imwrite(str(out / f"{stem}.overlay.png"), draw_boxes(image, (boxes, RED)))
         print(f"{path}: {len(boxes)} clusters")
     return 2 if failures else 0

@@ -5,15 +5,20 @@ model's score threshold, and AP50 (all predictions), pooled over the images; the
 global-Otsu baseline (``detector.baseline``) on the same normalised images; and how many boxes at
 the threshold land on interphase nuclei: boxes that match no true cluster and whose area is at
 least 30 % nucleus pixels (``baseline.nucleus_mask``: large Otsu components, unlabelled in K).
+
+``error_picture`` draws where the model and the labels disagree, for a look by eye.
 """
 
 from __future__ import annotations
 
+from pathlib import Path
+
+import cv2
 import numpy as np
 
 from detector import baseline
-from detector.api import Detector, detect_batch
-from detector.metrics import average_precision, box_inside, counts_at, match
+from detector.api import GREEN, RED, YELLOW, Detector, detect_batch, draw_boxes
+from detector.metrics import assign, average_precision, box_inside, counts_at, match
 from pipeline import adir
 from pipeline.imageio import normalise
 
@@ -77,6 +82,18 @@ def false_positive_kinds(predictions, truths, threshold) -> dict:
     return kinds
 
 
+def error_picture(image, boxes, scores, truth, threshold) -> np.ndarray:
+    """BGR uint8 ``(H, W, 3)`` picture of one normalised image ``(H, W)``: of the boxes with
+    score >= threshold, those matching a true cluster in green and false positives in red; true
+    clusters that no box matches (misses) in yellow."""
+    kept = scores >= threshold
+    boxes, assigned = boxes[kept], assign(boxes[kept], scores[kept], truth, IOU)
+    missed = np.setdiff1d(np.arange(len(truth)), assigned)
+    return draw_boxes(
+        image, (boxes[assigned >= 0], GREEN), (truth[missed], YELLOW), (boxes[assigned < 0], RED)
+    )
+
+
 def coco_results(names: list[str], predictions: list[tuple]) -> list[dict]:
     """COCO results entries: file_name, image_id, category_id 1, bbox [x, y, w, h], score."""
     entries = []
@@ -94,9 +111,12 @@ def coco_results(names: list[str], predictions: list[tuple]) -> list[dict]:
     return entries
 
 
-def evaluate(model: Detector, items: list[adir.AdirImage], part: str) -> tuple[dict, list[dict]]:
+def evaluate(
+    model: Detector, items: list[adir.AdirImage], part: str, overlays: Path | None = None
+) -> tuple[dict, list[dict]]:
     """Metrics of the model and of the baseline on labelled ADIR images, and the model's COCO
-    results (every box with its score). ``part`` names the split part, for the record.
+    results (every box with its score). ``part`` names the split part, for the record. With
+    ``overlays``, an ``error_picture`` per image is written there as ``<name>.errors.png``.
     """
     images, truths, nuclei, names = [], [], [], []
     for item in items:
@@ -109,6 +129,14 @@ def evaluate(model: Detector, items: list[adir.AdirImage], part: str) -> tuple[d
     predictions = predict(model, images)
     reference = [baseline.otsu_boxes(image) for image in images]
     threshold = model.score_threshold
+    if overlays is not None:
+        overlays.mkdir(parents=True, exist_ok=True)
+        for item, image, (boxes, scores), truth in zip(
+            items, images, predictions, truths, strict=True
+        ):
+            path = overlays / f"{item.name}.errors.png"
+            if not cv2.imwrite(str(path), error_picture(image, boxes, scores, truth, threshold)):
+                raise OSError(f"cannot write {path}")
     metrics = {
         "part": part,
         "slides": sorted({item.slide for item in items}),

@@ -39,19 +39,25 @@ def box_inside(a: np.ndarray, b: np.ndarray, tolerance: float = 2.0) -> np.ndarr
     )
 
 
-def match(pred: np.ndarray, scores: np.ndarray, truth: np.ndarray, iou: float = 0.5) -> np.ndarray:
-    """True-positive flags ``(N,)`` bool of the predictions of one image (see module doc)."""
-    flags = np.zeros(len(pred), bool)
+def assign(pred: np.ndarray, scores: np.ndarray, truth: np.ndarray, iou: float = 0.5) -> np.ndarray:
+    """For each prediction of one image, the index of the true box it matches (see module doc),
+    -1 for none: int64 ``(N,)``."""
+    assigned = np.full(len(pred), -1, np.int64)
     if len(pred) == 0 or len(truth) == 0:
-        return flags
+        return assigned
     overlaps = box_iou(pred, truth)
     taken = np.zeros(len(truth), bool)
     for i in np.argsort(-np.asarray(scores), kind="stable"):
         candidates = np.where(taken, -1.0, overlaps[i])
         best = int(np.argmax(candidates))
         if candidates[best] >= iou:
-            flags[i] = taken[best] = True
-    return flags
+            assigned[i], taken[best] = best, True
+    return assigned
+
+
+def match(pred: np.ndarray, scores: np.ndarray, truth: np.ndarray, iou: float = 0.5) -> np.ndarray:
+    """True-positive flags ``(N,)`` bool of the predictions of one image (see module doc)."""
+    return assign(pred, scores, truth, iou) >= 0
 
 
 def counts_at(scores: np.ndarray, flags: np.ndarray, n_true: int, threshold: float) -> dict:

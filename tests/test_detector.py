@@ -253,11 +253,15 @@ def test_train_eval_detect_commands(tmp_path, capsys):
                 str(metrics_path),
                 "--predictions",
                 str(predictions_path),
+                "--overlays",
+                str(tmp_path / "errors"),
             ]
         )
         == 0
     )
     metrics = json.loads(metrics_path.read_text())
+    pictures = sorted(path.name for path in (tmp_path / "errors").iterdir())
+    assert len(pictures) == metrics["images"] and pictures[0].endswith(".errors.png")
     assert metrics["true_clusters"] == 3 * metrics["images"]
     assert metrics["baseline_otsu"]["recall"] == 1.0
     per_slide = metrics["per_slide"]

@@ -3,8 +3,10 @@
 import numpy as np
 import pytest
 
-from detector.evaluate import false_positive_kinds
+from detector.api import GREEN, RED, YELLOW
+from detector.evaluate import error_picture, false_positive_kinds
 from detector.metrics import (
+    assign,
     average_precision,
     best_f1_threshold,
     box_inside,
@@ -29,6 +31,21 @@ def test_matching_is_one_to_one_by_score():
     assert match(pred, scores, TRUTH).tolist() == [False, True, True, False]
     assert match(pred, scores, TRUTH[:0]).tolist() == [False] * 4
     assert match(pred[:0], scores[:0], TRUTH).tolist() == []
+    assert assign(pred, scores, TRUTH).tolist() == [-1, 0, 1, -1]
+
+
+def test_error_picture_colours_matches_false_positives_and_misses():
+    # truth 0 found, truth 1 found only by a box below the threshold, truth 2 missed; one box on
+    # nothing
+    pred = np.array([[0, 0, 10, 10], [20, 0, 30, 10], [60, 0, 70, 10]], np.float32)
+    scores = np.array([0.9, 0.2, 0.8], np.float32)
+    picture = error_picture(np.zeros((12, 80), np.float32), pred, scores, TRUTH, 0.5)
+    assert picture.shape == (12, 80, 3) and picture.dtype == np.uint8
+    # each box's left edge, mid-height
+    assert tuple(picture[5, 0]) == GREEN
+    assert tuple(picture[5, 20]) == YELLOW and tuple(picture[5, 40]) == YELLOW
+    assert tuple(picture[5, 60]) == RED
+    assert tuple(picture[5, 15]) == (0, 0, 0)
 
 
 def test_counts_and_ap_known_answer():

@@ -1,6 +1,7 @@
 """Detector speed on this machine: ms per 645x517 ADIR image on the CPU, model loaded once.
 
-    python benchmarks/bench_detector.py [--model DIR] [--image FILE] [--runs 20] [--threads 2]
+    python benchmarks/bench_detector.py [--model DIR | --backbone NAME] [--image FILE] [--runs 20]
+        [--threads 2]
 
 Reads one image (default: the first sample in data/samples, else a synthetic 517x645 metaphase),
 normalises it, runs ``detector.api.detect`` ``--warmup`` times, then ``--runs`` times, and prints
@@ -8,6 +9,11 @@ the median, the quartiles and the minimum of the wall time, the median CPU time 
 (all threads; less sensitive to other programs on the machine than the wall time), the load
 average, and the weights' size. Timings cover ``detect`` only (reading and normalising the image
 are timed once, separately).
+
+``--backbone`` times an untrained network of that backbone instead (``configs/detector.yaml``
+otherwise), to see what a design would cost before training it; its weights' size is that of its
+state_dict in float32. Random weights return other boxes than trained ones, so the time of the
+box stages differs somewhat.
 """
 
 from __future__ import annotations
@@ -21,11 +27,23 @@ from pathlib import Path
 
 import numpy as np
 import torch
+import yaml
 
-from detector.api import PRETRAINED, WEIGHTS_FILE, detect, load_model
+from detector.api import PRETRAINED, WEIGHTS_FILE, Detector, detect, load_model
+from detector.model import BACKBONES, build_model
 from pipeline.imageio import normalise, read_image
 
-SAMPLES = Path(__file__).resolve().parent.parent / "data" / "samples"
+ROOT = Path(__file__).resolve().parent.parent
+SAMPLES = ROOT / "data" / "samples"
+
+
+def untrained(backbone: str) -> tuple[Detector, float]:
+    """An untrained detector of ``backbone`` with the default config, and its weights in MB."""
+    config = yaml.safe_load((ROOT / "configs" / "detector.yaml").read_text())
+    config["model"]["backbone"] = backbone
+    network = build_model(config["model"]).eval()
+    size = sum(t.numel() * t.element_size() for t in network.state_dict().values())
+    return Detector(network, config, 0.5, torch.device("cpu")), size / 1e6
 
 
 def synthetic_metaphase(seed: int = 0) -> np.ndarray:
@@ -40,7 +58,9 @@ def synthetic_metaphase(seed: int = 0) -> np.ndarray:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--model", type=Path, default=PRETRAINED)
+    chosen = parser.add_mutually_exclusive_group()
+    chosen.add_argument("--model", type=Path, default=PRETRAINED)
+    chosen.add_argument("--backbone", choices=BACKBONES, help="time an untrained network")
     parser.add_argument("--image", type=Path)
     parser.add_argument("--runs", type=int, default=20)
     parser.add_argument("--warmup", type=int, default=3)
@@ -53,7 +73,10 @@ def main() -> None:
     raw = read_image(path) if path else synthetic_metaphase()
     image = normalise(raw)
     read_ms = (time.perf_counter() - started) * 1000
-    model = load_model(args.model)
+    if args.backbone:
+        model, weights_mb = untrained(args.backbone)
+    else:
+        model, weights_mb = load_model(args.model), (args.model / WEIGHTS_FILE).stat().st_size / 1e6
     for _ in range(args.warmup):
         detect(model, image)
     times, cpu_times = [], []
@@ -66,6 +89,7 @@ def main() -> None:
     print(
         json.dumps(
             {
+                "model": args.backbone and f"untrained {args.backbone}" or str(args.model),
                 "image": str(path) if path else "synthetic 517x645",
                 "shape": list(image.shape),
                 "boxes": len(boxes),
@@ -77,7 +101,7 @@ def main() -> None:
                 "detect_cpu_ms_median": round(statistics.median(cpu_times), 1),
                 "load_average_1min": round(os.getloadavg()[0], 2),
                 "read_and_normalise_ms": round(read_ms, 1),
-                "weights_mb": round((args.model / WEIGHTS_FILE).stat().st_size / 1e6, 2),
+                "weights_mb": round(weights_mb, 2),
             },
             indent=2,
         )

@@ -89,7 +89,7 @@ def main() -> None:
     print(
         json.dumps(
             {
-                "model": args.backbone and f"untrained {args.backbone}" or str(args.model),
+                "model": f"untrained {args.backbone}" if args.backbone else str(args.model),
                 "image": str(path) if path else "synthetic 517x645",
                 "shape": list(image.shape),
                 "boxes": len(boxes),

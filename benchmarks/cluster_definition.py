@@ -16,7 +16,6 @@ what the labels themselves pin down.
 from __future__ import annotations
 
 import argparse
-import json
 from pathlib import Path
 
 import cv2
@@ -25,6 +24,7 @@ from tqdm import tqdm
 
 from detector.evaluate import summarise
 from pipeline import adir
+from pipeline.outputs import write_json
 
 CHANGES_PX = (-2, -1, 1, 2)
 
@@ -62,7 +62,7 @@ def main() -> None:
             f"{scores['precision']:.3f}, F1 {scores['f1']:.3f}"
         )
     if args.json:
-        args.json.write_text(json.dumps(results, indent=2) + "\n")
+        write_json(args.json, results)
 
 
 if __name__ == "__main__":

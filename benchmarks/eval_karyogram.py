@@ -15,25 +15,16 @@ README advises ``--scale 0.5`` for such images.
 from __future__ import annotations
 
 import argparse
-import json
 from pathlib import Path
 
 import numpy as np
 from PIL import Image
 
 from detector.api import detect, load_model
-from detector.metrics import match
+from detector.metrics import counts_at, match
 from pipeline.adir import cluster_boxes
 from pipeline.imageio import normalise, read_image
-
-
-def recall_precision(boxes: np.ndarray, scores: np.ndarray, truth: np.ndarray) -> dict:
-    found = int(match(boxes, scores, truth).sum())
-    return {
-        "boxes": len(boxes),
-        "recall": found / len(truth),
-        "precision": found / len(boxes) if len(boxes) else 1.0,
-    }
+from pipeline.outputs import write_json
 
 
 def main() -> None:
@@ -49,17 +40,23 @@ def main() -> None:
     results = {"true_clusters": len(truth), "score_threshold": model.score_threshold, "scales": {}}
     for scale in args.scales:
         boxes, scores = detect(model, image, 0.0, input_scale=scale)
-        kept = scores >= model.score_threshold
-        at_threshold = recall_precision(boxes[kept], scores[kept], truth)
-        every_box = recall_precision(boxes, scores, truth)
-        results["scales"][str(scale)] = {**at_threshold, "recall_every_box": every_box["recall"]}
+        flags = match(boxes, scores, truth)  # matched by score: the same for any threshold
+        at_threshold = counts_at(scores, flags, len(truth), model.score_threshold)
+        every_box = counts_at(scores, flags, len(truth), 0.0)
+        kept = at_threshold["tp"] + at_threshold["fp"]
+        results["scales"][str(scale)] = {
+            "boxes": kept,
+            "recall": at_threshold["recall"],
+            "precision": at_threshold["precision"],
+            "recall_every_box": every_box["recall"],
+        }
         print(
-            f"input_scale {scale}: {at_threshold['boxes']} boxes, recall "
-            f"{at_threshold['recall']:.3f}, precision {at_threshold['precision']:.3f}; "
-            f"every box: recall {every_box['recall']:.3f} ({every_box['boxes']} boxes)"
+            f"input_scale {scale}: {kept} boxes, recall {at_threshold['recall']:.3f}, precision "
+            f"{at_threshold['precision']:.3f}; every box: recall {every_box['recall']:.3f} "
+            f"({len(boxes)} boxes)"
         )
     if args.json:
-        args.json.write_text(json.dumps(results, indent=2) + "\n")
+        write_json(args.json, results)
 
 
 if __name__ == "__main__":

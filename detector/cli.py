@@ -125,10 +125,9 @@ def expand(inputs: list[str]) -> list[Path]:
 
 
 def run_detect(args) -> int:
-    import cv2
-
     from detector.api import RED, detect, draw_boxes, load_model
     from pipeline.imageio import ImageReadError, normalise, read_image
+    from pipeline.outputs import write_png
 
     model = load_model(args.model, args.device)
     out = Path(args.out)
@@ -157,6 +156,6 @@ def run_detect(args) -> int:
             stem += "_"
         used.add(stem)
         (out / f"{stem}.boxes.json").write_text(json.dumps(record, indent=1) + "\n")
-        cv2.imwrite(str(out / f"{stem}.overlay.png"), draw_boxes(image, (boxes, RED)))
+        write_png(out / f"{stem}.overlay.png", draw_boxes(image, (boxes, RED)))
         print(f"{path}: {len(boxes)} clusters")
     return 2 if failures else 0

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import cv2
 import numpy as np
 
 from detector import baseline
@@ -21,6 +20,7 @@ from detector.api import GREEN, RED, YELLOW, Detector, detect_batch, draw_boxes
 from detector.metrics import assign, average_precision, box_inside, counts_at, match
 from pipeline import adir
 from pipeline.imageio import normalise
+from pipeline.outputs import write_png
 
 IOU = 0.5
 NUCLEI_DEFINITION = (
@@ -130,13 +130,11 @@ def evaluate(
     reference = [baseline.otsu_boxes(image) for image in images]
     threshold = model.score_threshold
     if overlays is not None:
-        overlays.mkdir(parents=True, exist_ok=True)
         for item, image, (boxes, scores), truth in zip(
             items, images, predictions, truths, strict=True
         ):
-            path = overlays / f"{item.name}.errors.png"
-            if not cv2.imwrite(str(path), error_picture(image, boxes, scores, truth, threshold)):
-                raise OSError(f"cannot write {path}")
+            picture = error_picture(image, boxes, scores, truth, threshold)
+            write_png(overlays / f"{item.name}.errors.png", picture)
     metrics = {
         "part": part,
         "slides": sorted({item.slide for item in items}),

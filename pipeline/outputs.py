@@ -142,11 +142,16 @@ def overlay_rgb(grey: np.ndarray, instances: list[Instance]) -> np.ndarray:
     return out
 
 
-def write_overlay(path: Path, grey: np.ndarray, instances: list[Instance]) -> None:
-    ok, png = cv2.imencode(".png", cv2.cvtColor(overlay_rgb(grey, instances), cv2.COLOR_RGB2BGR))
+def write_png(path: Path, picture: np.ndarray) -> None:
+    """Write ``picture`` (uint8 (H, W) grey or (H, W, 3) BGR) as a PNG file, atomically."""
+    ok, png = cv2.imencode(".png", picture)
     if not ok:
         raise OSError(f"could not encode {path}")
     write_bytes(path, png.tobytes())
+
+
+def write_overlay(path: Path, grey: np.ndarray, instances: list[Instance]) -> None:
+    write_png(path, cv2.cvtColor(overlay_rgb(grey, instances), cv2.COLOR_RGB2BGR))
 
 
 def rle(instance: Instance, shape: tuple[int, int]) -> dict:

@@ -97,9 +97,9 @@ def read_crops(paths: list[str]):
 
 
 def _segment(args) -> int:
-    import cv2
     import numpy as np
 
+    from pipeline.outputs import write_png
     from segmenter.api import segment
 
     crops = read_crops(args.crops)
@@ -113,7 +113,7 @@ def _segment(args) -> int:
             np.save(out / "probabilities.npy", probabilities)
     if args.format in ("png", "both"):
         for index, label in enumerate(labels):
-            cv2.imwrite(str(out / f"labels_{index:05d}.png"), label)
+            write_png(out / f"labels_{index:05d}.png", label)
     print(f"{len(labels)} crops segmented into {out}")
     return 0
 

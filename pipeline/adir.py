@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import random
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -80,6 +81,81 @@ def find_images(folder: str | Path, labelled_only: bool = True) -> list[AdirImag
         kind = "labelled metaphase (*D.tif with *K.tif)" if labelled_only else "*D.tif image"
         raise DatasetError(f"no {kind} found under {folder}")
     return images
+
+
+CASE_INFO = "Case Info"  # the karyotype of the metaphases in an ADIR folder
+
+
+@dataclass(frozen=True)
+class Karyotype:
+    """The karyotype an ADIR folder's ``Case Info`` gives (its first line), as far as it tells
+    what K can be trusted with (DESIGN.md, "What K does not say").
+
+    ``text`` is None when the folder has no ``Case Info`` (a user's own data): nothing is known,
+    and the labels are taken as they are.
+    """
+
+    text: str | None
+
+    @property
+    def compact(self) -> str:
+        return re.sub(r"\s+", "", self.text or "")
+
+    @property
+    def complete(self) -> bool:
+        """A complete normal karyotype (46,XX or 46,XY): every chromosome labelled, once."""
+        return re.fullmatch(r"46,X[XY]", self.compact) is not None
+
+    @property
+    def missing(self) -> bool:
+        """Chromosomes left out of K: fewer than 46 counted, or a ``-N`` loss."""
+        count = re.match(r"(\d+),", self.compact)
+        return bool(count and int(count.group(1)) < 46) or "-" in self.compact
+
+    @property
+    def rearranged(self) -> bool:
+        """Translocations, derivatives, insertions or rings: one chromosome may carry two
+        classes in K (two "instances" meeting end to end)."""
+        return re.search(r"t\(|der|ins|r\(", self.compact, re.IGNORECASE) is not None
+
+
+def read_karyotype(image: AdirImage) -> Karyotype:
+    """The ``Case Info`` karyotype of the folder holding ``image`` (``Karyotype(None)`` if none)."""
+    path = image.dapi_path.parent / CASE_INFO
+    if not path.is_file():
+        return Karyotype(None)
+    lines = path.read_bytes().replace(b"\x00", b"").decode("latin-1").strip().splitlines()
+    return Karyotype(lines[0].strip() if lines else None)
+
+
+UNLABELLED_PIECE_PIXELS = (30, 2000)  # DESIGN.md: chromosome-sized; nuclei are larger
+UNLABELLED_CLEARANCE = 2  # pixels a bright piece keeps from every label to count as unlabelled
+
+
+def unlabelled_pieces(normalised: np.ndarray, labels: np.ndarray) -> np.ndarray:
+    """Bright, chromosome-sized pieces of the image that K leaves at 0 (DESIGN.md).
+
+    ``normalised`` float32 ``(H, W)`` in [0, 1], chromosomes bright (``pipeline.imageio``);
+    ``labels`` the K image. Foreground is Otsu's threshold of the image; a piece is an
+    8-connected component of the foreground farther than 2 px from every labelled pixel, of
+    30..2000 pixels, grown back by 2 px (its blurred edge) but never onto a labelled pixel.
+    Returns bool ``(H, W)``.
+    """
+    grey = np.clip(normalised * 255, 0, 255).astype(np.uint8)
+    threshold, _ = cv2.threshold(grey, 0, 255, cv2.THRESH_BINARY + cv2.THRESH_OTSU)
+    labelled = labels > 0
+    size = 2 * UNLABELLED_CLEARANCE + 1
+    kernel = np.ones((size, size), np.uint8)
+    near = cv2.dilate(labelled.astype(np.uint8), kernel).astype(bool)
+    count, pieces, stats, _ = cv2.connectedComponentsWithStats(
+        ((grey > threshold) & ~near).astype(np.uint8), connectivity=8
+    )
+    low, high = UNLABELLED_PIECE_PIXELS
+    keep = np.flatnonzero(
+        (stats[:, cv2.CC_STAT_AREA] >= low) & (stats[:, cv2.CC_STAT_AREA] <= high)
+    )
+    found = np.isin(pieces, keep[keep > 0])
+    return cv2.dilate(found.astype(np.uint8), kernel).astype(bool) & ~labelled
 
 
 def read_tiff_plane(path: str | Path) -> np.ndarray:

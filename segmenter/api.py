@@ -58,6 +58,29 @@ def select_device(name: str | None = None):
     return torch.device(name)
 
 
+def bf16_available(device) -> bool:
+    """Whether bf16 autocast is fast on ``device`` (a ``torch.device``): CUDA with bf16 support,
+    or a CPU with AMX or AVX-512 BF16 (read from ``/proc/cpuinfo``; elsewhere, False)."""
+    import torch
+
+    if device.type == "cuda":
+        return torch.cuda.is_bf16_supported()
+    if device.type != "cpu":
+        return False
+    try:
+        flags = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return False
+    return any(flag in flags.split() for flag in ("amx_bf16", "avx512_bf16"))
+
+
+def use_bf16(setting, device) -> bool:
+    """A config's ``bf16`` setting (``auto``, true or false) resolved for ``device``."""
+    if setting in (None, "auto"):
+        return bf16_available(device)
+    return bool(setting)
+
+
 def save_model(net, config: dict, folder: str | Path) -> Path:
     """Write ``config.yaml`` and ``weights.pt`` (state_dict, float32, on CPU) into ``folder``."""
     import torch

@@ -1,5 +1,6 @@
 """Command-line subcommands of the segmenter stage (registered by pipeline.cli):
-``chromoseg train segmenter``, ``chromoseg eval segmenter`` and ``chromoseg segment``."""
+``chromoseg train segmenter``, ``chromoseg eval segmenter``, ``chromoseg segment`` and
+``chromoseg mine-singles``."""
 
 from __future__ import annotations
 
@@ -14,7 +15,17 @@ def _train(args) -> int:
     from segmenter.train import load_config, train
 
     config = load_config(args.config)
-    train(config, args.data, args.out, args.resume, args.epochs, args.device, args.h5, args.init)
+    train(
+        config,
+        args.data,
+        args.out,
+        args.resume,
+        args.epochs,
+        args.device,
+        args.h5,
+        args.init,
+        args.singles,
+    )
     print(f"model folder: {args.out}")
     return 0
 
@@ -43,12 +54,30 @@ def _eval(args) -> int:
     sets = evaluate.held_out_sets(
         args.data, split, model.config["data"], args.h5, args.workers, args.part
     )
-    results = evaluate.evaluate(model, sets, args.batch_size)
+    labels = evaluate.predict(model, sets, args.batch_size)
+    results = evaluate.score(sets, labels)
     print(evaluate.format_table(results))
+    if args.montage:
+        _write_montages(sets, labels, Path(args.montage))
     if args.json:
         Path(args.json).parent.mkdir(parents=True, exist_ok=True)
         Path(args.json).write_text(json.dumps(results, indent=2) + "\n")
     return 0
+
+
+def _write_montages(sets: dict, labels: dict, folder: Path) -> None:
+    """``<set>_worst.png`` in ``folder`` for every set with predicted ``labels``: its 24 worst
+    crops."""
+    from pipeline.outputs import write_png
+    from segmenter import evaluate
+
+    folder.mkdir(parents=True, exist_ok=True)
+    for name, predicted in labels.items():
+        images, targets = sets[name]
+        chosen = evaluate.worst(predicted, targets)
+        picture = evaluate.montage(images[chosen], targets[chosen], predicted[chosen])
+        write_png(folder / f"{name}_worst.png", picture)
+    print(f"montages of the worst crops (image | truth | prediction) in {folder}")
 
 
 def read_crops(paths: list[str]):
@@ -118,6 +147,22 @@ def _segment(args) -> int:
     return 0
 
 
+def _mine(args) -> int:
+    from pipeline.inputs import find_jobs
+    from segmenter.mining import write_mined
+
+    out = Path(args.out)
+    jobs = find_jobs(args.images, exclude=out)
+    total = 0
+    for job in jobs:
+        name = job.key.replace("/", "__")
+        count = write_mined(job.path, name, out)
+        total += count
+        print(f"{job.image}: {count} single chromosomes")
+    print(f"{total} single chromosomes from {len(jobs)} images in {out}")
+    return 0
+
+
 def _add_inference_options(parser) -> None:
     """Options shared by ``eval segmenter`` and ``segment``: which model runs where, and how."""
     parser.add_argument("--model", help="model folder (default: the shipped model)")
@@ -147,6 +192,14 @@ def register(groups) -> None:
     )
     train.add_argument("--data", required=True, help="ADIR-format folder (*D.tif + *K.tif)")
     train.add_argument("--h5", help="also train on a LowRes_13434_overlapping_pairs.h5-style file")
+    train.add_argument(
+        "--singles",
+        action="append",
+        default=[],
+        metavar="DIR",
+        help="also lay these single chromosomes into synthetic clusters: a folder written by "
+        "chromoseg mine-singles, or any ADIR-format folder (repeatable)",
+    )
     train.add_argument(
         "--out", default="runs/segmenter", help="run / model folder (default: runs/segmenter)"
     )
@@ -181,6 +234,12 @@ def register(groups) -> None:
     evaluate.add_argument("--h5", help="LowRes_13434_overlapping_pairs.h5-style file")
     evaluate.add_argument("--json", help="write every printed figure to this JSON file")
     evaluate.add_argument(
+        "--montage",
+        metavar="DIR",
+        help="write <set>_worst.png here for every set: its 24 worst crops, image | truth | "
+        "prediction (A red, B blue, overlap white, ignored green)",
+    )
+    evaluate.add_argument(
         "--workers", type=int, default=1, help="processes preparing crops (default: 1)"
     )
     evaluate.set_defaults(func=_eval)
@@ -204,3 +263,16 @@ def register(groups) -> None:
         help="also write probabilities.npy (N, 4, 88, 88) float32",
     )
     segment.set_defaults(func=_segment)
+
+    mine = groups["top"].add_parser(
+        "mine-singles",
+        help="find single chromosomes in unlabelled images, for training the segmenter",
+        description="Find isolated, elongated foreground pieces of single-chromosome size in "
+        "unlabelled metaphase images (any stain: polarity is automatic) and write them in the "
+        "ADIR format, one folder per image (D.tif, K.tif with the singles, Case Info, and "
+        "_singles.png to check by eye). Train on them with chromoseg train segmenter --singles "
+        "DIR: the segmenter adapts to your microscope without a drawn label.",
+    )
+    mine.add_argument("images", nargs="+", help="image files, folders or glob patterns")
+    mine.add_argument("--out", required=True, help="output folder")
+    mine.set_defaults(func=_mine)

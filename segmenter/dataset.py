@@ -18,17 +18,19 @@ import numpy as np
 
 from pipeline import adir, imageio
 from segmenter import crops, synthetic
-from segmenter.targets import cluster_targets
+from segmenter.targets import IGNORE, cluster_chromosomes, meet_end_to_end, target_from_instances
 
 
 @dataclass
 class Crops:
-    """Cluster crops: ``images`` float32 ``(N, 88, 88)``, ``targets`` uint8 ``(N, 88, 88)``,
-    ``counts`` int16 ``(N,)`` chromosomes per cluster."""
+    """Cluster crops: ``images`` float32 ``(N, 88, 88)``, ``targets`` uint8 ``(N, 88, 88)`` (255
+    = ignored pixels), ``counts`` int16 ``(N,)`` chromosomes per cluster, ``complete`` bool
+    ``(N,)`` whether the crop comes from a complete karyotype (46,XX / 46,XY)."""
 
     images: np.ndarray
     targets: np.ndarray
     counts: np.ndarray
+    complete: np.ndarray
 
     @staticmethod
     def concatenate(parts: list[Crops]) -> Crops:
@@ -37,48 +39,99 @@ class Crops:
                 np.zeros((0, crops.CROP_SIZE, crops.CROP_SIZE), np.float32),
                 np.zeros((0, crops.CROP_SIZE, crops.CROP_SIZE), np.uint8),
                 np.zeros(0, np.int16),
+                np.zeros(0, bool),
             )
         return Crops(
             *(
                 np.concatenate(arrays)
-                for arrays in zip(*((p.images, p.targets, p.counts) for p in parts), strict=True)
+                for arrays in zip(
+                    *((p.images, p.targets, p.counts, p.complete) for p in parts), strict=True
+                )
             )
         )
+
+    def subset(self, keep: np.ndarray) -> Crops:
+        return Crops(self.images[keep], self.targets[keep], self.counts[keep], self.complete[keep])
+
+
+CLEANING_COUNTS = ("unlabelled_pieces", "crops_with_ignored_pixels", "end_to_end_clusters_left_out")
 
 
 @dataclass
 class Prepared:
     """Everything one set of metaphases gives: cluster crops, single chromosomes for synthetic
-    pairs, and measured overlap intensity ratios."""
+    clusters, measured overlap intensity ratios, and how often the labels were cleaned
+    (``cleaning``: counts named in ``CLEANING_COUNTS``)."""
 
     crops: Crops
     singles: list[synthetic.Single] = field(default_factory=list)
     ratios: np.ndarray = field(default_factory=lambda: np.zeros(0, np.float32))
+    cleaning: dict = field(default_factory=lambda: dict.fromkeys(CLEANING_COUNTS, 0))
 
 
-def image_crops(image: np.ndarray, labels: np.ndarray, margin: int) -> Crops:
-    """Crops of every cluster of one metaphase (``image`` normalised float32, ``labels`` K)."""
+def image_crops(
+    image: np.ndarray,
+    labels: np.ndarray,
+    margin: int,
+    ignore: np.ndarray | None = None,
+    leave_out_end_to_end: bool = False,
+    complete: bool = False,
+) -> tuple[Crops, int]:
+    """Crops of the clusters of one metaphase (``image`` normalised float32, ``labels`` K), and
+    how many clusters were left out.
+
+    ``ignore`` bool ``(H, W)``: pixels marked 255 (ignored) in the targets where they are
+    background. ``leave_out_end_to_end``: leave out clusters in which two chromosomes touch
+    without overlapping (in a translocation metaphase, possibly one chromosome with two classes).
+    """
     background = crops.background_level(image)
-    images, targets, counts = [], [], []
-    for box, target, count in cluster_targets(labels):
+    images, targets, counts, left_out = [], [], [], 0
+    for box, masks in cluster_chromosomes(labels):
+        if leave_out_end_to_end and len(masks) >= 2 and meet_end_to_end(masks):
+            left_out += 1
+            continue
+        target = target_from_instances(masks)
+        if ignore is not None:
+            target[ignore & (target == 0)] = IGNORE
         geometry = crops.window_for_box(box, margin)
         images.append(crops.crop_image(image, geometry, background))
         targets.append(crops.crop_labels(target, geometry))
-        counts.append(count)
-    return Crops.concatenate(
-        [Crops(np.stack(images), np.stack(targets), np.asarray(counts, np.int16))] if images else []
+        counts.append(len(masks))
+    if not images:
+        return Crops.concatenate([]), left_out
+    return (
+        Crops(
+            np.stack(images),
+            np.stack(targets),
+            np.asarray(counts, np.int16),
+            np.full(len(images), complete, bool),
+        ),
+        left_out,
     )
 
 
 def _prepare_image(task: tuple[adir.AdirImage, int, int]) -> Prepared:
+    """One metaphase's crops, singles and ratios, its labels cleaned as its karyotype says
+    (DESIGN.md, "What K does not say"): where the karyotype is known and not complete,
+    unlabelled bright pieces are ignored; where it has rearrangements, clusters whose
+    chromosomes meet end to end are left out."""
     item, margin, context = task
     cv2.setNumThreads(1)
     dapi, labels = adir.load(item)
     image = imageio.normalise(dapi)
+    karyotype = adir.read_karyotype(item)
+    suspect = karyotype.text is not None and not karyotype.complete
+    ignore = adir.unlabelled_pieces(image, labels) if suspect else None
+    cluster_crops, left_out = image_crops(
+        image, labels, margin, ignore, karyotype.rearranged, karyotype.complete
+    )
+    touched = 0 if ignore is None else int((cluster_crops.targets == IGNORE).any(axis=(1, 2)).sum())
+    pieces = 0 if ignore is None else cv2.connectedComponents(ignore.astype(np.uint8))[0] - 1
     return Prepared(
-        image_crops(image, labels, margin),
-        synthetic.singles_from_image(image, labels, context),
+        cluster_crops,
+        synthetic.singles_from_image(image, labels, context, ignore),
         synthetic.overlap_ratios(image, labels),
+        dict(zip(CLEANING_COUNTS, (pieces, touched, left_out), strict=True)),
     )
 
 
@@ -96,11 +149,14 @@ def prepare(images: list[adir.AdirImage], margin: int, context: int, workers: in
         Crops.concatenate([p.crops for p in parts]),
         [single for p in parts for single in p.singles],
         np.concatenate([p.ratios for p in parts]) if parts else np.zeros(0, np.float32),
+        {key: sum(p.cleaning[key] for p in parts) for key in CLEANING_COUNTS},
     )
 
 
 def augmenter(seed: int):
-    """The albumentations pipeline of training crops (image float32 [0, 1], mask uint8)."""
+    """The albumentations pipeline of training crops (image float32 [0, 1], mask uint8): flips,
+    rotations, small affine moves, and gain, contrast, gamma, noise and blur ranges meant to span
+    other microscopes than ADIR's."""
     os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")  # no network check in every worker
     import albumentations as A
 
@@ -120,10 +176,10 @@ def augmenter(seed: int):
                 fill_mask=0,
                 p=0.5,
             ),
-            A.RandomBrightnessContrast(brightness_limit=0.15, contrast_limit=0.15, p=0.5),
-            A.RandomGamma(gamma_limit=(80, 125), p=0.3),
-            A.GaussNoise(std_range=(0.01, 0.05), p=0.3),
-            A.GaussianBlur(blur_limit=(3, 3), sigma_limit=(0.3, 1.0), p=0.2),
+            A.RandomBrightnessContrast(brightness_limit=0.25, contrast_limit=0.3, p=0.6),
+            A.RandomGamma(gamma_limit=(50, 200), p=0.4),
+            A.GaussNoise(std_range=(0.01, 0.08), p=0.4),
+            A.GaussianBlur(blur_limit=(3, 7), sigma_limit=(0.3, 1.6), p=0.3),
         ],
         seed=seed,
     )
@@ -132,10 +188,11 @@ def augmenter(seed: int):
 class TrainingSet:
     """A map-style dataset for ``torch.utils.data.DataLoader``: real training crops (clusters of
     two or more chromosomes repeated ``multi_repeat`` times) followed by
-    ``synthetic_per_epoch`` synthetic pairs made afresh every epoch, all augmented.
+    ``synthetic_per_epoch`` synthetic clusters (``segmenter.synthetic``, settings from the data
+    config's ``synthetic`` section) made afresh every epoch, all augmented.
 
-    Items are ``(image (1, 88, 88) float32, target (88, 88) int64)`` tensors; item ``i`` of epoch
-    ``e`` is the same for the same ``seed`` (set ``epoch`` before each epoch).
+    Items are ``(image (1, 88, 88) float32, target (88, 88) int64)`` tensors (255 = ignored);
+    item ``i`` of epoch ``e`` is the same for the same ``seed`` (set ``epoch`` before each epoch).
     """
 
     def __init__(self, prepared: Prepared, data_config: dict, seed: int):
@@ -146,9 +203,10 @@ class TrainingSet:
         self.order = np.concatenate([np.arange(len(real.counts))] + [multi] * (repeat - 1))
         self.singles = prepared.singles
         self.ratios = prepared.ratios
-        self.synthetic = int(data_config["synthetic_per_epoch"]) if len(self.singles) > 1 else 0
+        enough = len(self.singles) >= 2
+        self.synthetic = int(data_config["synthetic_per_epoch"]) if enough else 0
+        self.options = data_config.get("synthetic") or {}
         self.margin = int(data_config["margin"])
-        self.touch_fraction = float(data_config["touch_fraction"])
         self.seed = seed
         self.epoch = 0
         self._augment = None
@@ -164,18 +222,19 @@ class TrainingSet:
             image = self.crops.images[self.order[index]]
             target = self.crops.targets[self.order[index]]
         else:
-            pair = None
-            while pair is None:
-                first, second = rng.choice(len(self.singles), 2, replace=False)
-                pair = synthetic.make_pair(
-                    self.singles[first],
-                    self.singles[second],
+            cluster = None
+            while cluster is None:
+                kinds = synthetic.draw_kinds(rng, self.options)[: len(self.singles) - 1]
+                picks = rng.choice(len(self.singles), len(kinds) + 1, replace=False)
+                cluster = synthetic.make_cluster(
+                    [self.singles[i] for i in picks],
                     float(rng.choice(self.ratios)),
                     rng,
                     self.margin,
-                    self.touch_fraction,
+                    kinds,
+                    self.options,
                 )
-            image, target = pair
+            image, target = cluster
         if self._augment is None:
             self._augment = augmenter(self.seed)
         self._augment.set_random_seed(int(rng.integers(2**31)))

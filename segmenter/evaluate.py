@@ -2,16 +2,19 @@
 
 Sets: ``real_pairs`` (clusters of exactly two chromosomes of the held-out slides: the test
 slides, or the val slides to choose settings on), ``real_multi`` (two or more), ``real_all`` (every
-cluster, singles included), ``synthetic_pairs`` (pairs made from single chromosomes of the same
-slides, a fixed seed per part) and, when an h5 file is given, ``h5_pairs`` (its last 20 %).
+cluster, singles included), each over all metaphases and (``_complete``) over complete
+karyotypes only; the ``SYNTHETIC_SETS`` (clusters made from single chromosomes of the same slides,
+a fixed seed per part) and, when an h5 file is given, ``h5_pairs`` (its last 20 %).
 Each set: per-class IoU and Dice pooled over all pixels at 88x88, as labelled and
-permutation-invariant.
+permutation-invariant, and how often every chromosome comes back as its own instance
+(``metrics.separation``).
 """
 
 from __future__ import annotations
 
 from pathlib import Path
 
+import cv2
 import numpy as np
 
 from pipeline import adir
@@ -19,24 +22,41 @@ from segmenter import api, dataset, metrics, synthetic
 from segmenter.h5data import load_h5_pairs
 from segmenter.targets import CLASS_NAMES
 
-SYNTHETIC_SEEDS = {"val": 2016, "test": 2017}  # synthetic pairs of each held-out part
+SYNTHETIC_SEEDS = {"val": 2016, "test": 2017}  # synthetic clusters of each held-out part
+SYNTHETIC_SETS = {  # name: (pair kinds, or None for clusters of 3-5; banding share)
+    "synthetic_crossing": (("cross",), 0.0),
+    "synthetic_touching": (synthetic.TOUCHING_KINDS, 0.0),
+    "synthetic_clusters": (None, 0.0),
+    "synthetic_banded": (("cross", *synthetic.TOUCHING_KINDS), 1.0),
+}
 
 
-def synthetic_pairs(prepared: dataset.Prepared, data_config: dict, count: int, seed: int):
-    """``count`` synthetic pairs from ``prepared``'s singles (its own measured overlap ratios,
-    else the config's default); empty arrays when it has fewer than two singles."""
-    if len(prepared.singles) < 2 or count <= 0:
-        empty = dataset.Crops.concatenate([])
-        return empty.images, empty.targets
+def synthetic_sets(
+    prepared: dataset.Prepared, data_config: dict, count: int, seed: int
+) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """``SYNTHETIC_SETS`` of ``count`` clusters each from ``prepared``'s singles (its own measured
+    overlap ratios, else the config's default), the config's overlap and size settings: crossing
+    pairs, touching pairs (touch, side by side, end to end), clusters of 3-5 (unbanded) and banded
+    pairs. Empty sets when it has fewer than two singles."""
+    options = dict(data_config.get("synthetic") or {})
     ratios = prepared.ratios if len(prepared.ratios) else [data_config["default_overlap_ratio"]]
-    return synthetic.make_pairs(
-        prepared.singles,
-        np.asarray(ratios, np.float32),
-        count,
-        seed,
-        int(data_config["margin"]),
-        float(data_config["touch_fraction"]),
-    )
+    sets = {}
+    for offset, (name, (kinds, band_fraction)) in enumerate(SYNTHETIC_SETS.items()):
+        if len(prepared.singles) < 2 or count <= 0:
+            empty = dataset.Crops.concatenate([])
+            sets[name] = (empty.images, empty.targets)
+            continue
+        sizes = {3: 0.4, 4: 0.35, 5: 0.25} if kinds is None else options.get("cluster_sizes")
+        sets[name] = synthetic.make_clusters(
+            prepared.singles,
+            np.asarray(ratios, np.float32),
+            count,
+            seed + offset,
+            int(data_config["margin"]),
+            {**options, "band_fraction": band_fraction, "cluster_sizes": sizes or {2: 1}},
+            kinds,
+        )
+    return sets
 
 
 def held_out_sets(
@@ -50,7 +70,9 @@ def held_out_sets(
     """Named ``(images (N, 88, 88) float32, targets (N, 88, 88) uint8)`` evaluation sets.
 
     ``data_dir``'s ``part`` ("test" or "val") slides per ``split`` (every labelled image when the
-    split knows none of its slides); ``h5_path``'s test part (it has no val part).
+    split knows none of its slides): real clusters of all metaphases (labels cleaned as in
+    training: ``segmenter.dataset``) and of complete karyotypes only, and the synthetic sets;
+    ``h5_path``'s test part (it has no val part).
     """
     sets = {}
     if data_dir is not None:
@@ -65,27 +87,52 @@ def held_out_sets(
             ("real_all", np.ones(len(real.counts), bool)),
         ):
             sets[name] = (real.images[keep], real.targets[keep])
-        sets["synthetic_pairs"] = synthetic_pairs(
-            prepared, data_config, int(data_config[f"{part}_synthetic"]), SYNTHETIC_SEEDS[part]
+            sets[f"{name}_complete"] = (
+                real.images[keep & real.complete],
+                real.targets[keep & real.complete],
+            )
+        sets.update(
+            synthetic_sets(
+                prepared,
+                data_config,
+                int(data_config[f"{part}_synthetic"]),
+                SYNTHETIC_SEEDS[part],
+            )
         )
     if h5_path is not None:
         sets["h5_pairs"] = load_h5_pairs(h5_path)["test"]
     return sets
 
 
-def evaluate(model: api.Segmenter, sets: dict, batch_size: int = 64) -> dict:
-    """``{set name: metrics.evaluate_labels(...)}`` for every non-empty set."""
+def predict(model: api.Segmenter, sets: dict, batch_size: int = 64) -> dict[str, np.ndarray]:
+    """``{set name: label maps (N, 88, 88) uint8}`` of ``model`` for every non-empty set."""
+    return {
+        name: api.segment(model, images, batch_size)[0]
+        for name, (images, _) in sets.items()
+        if len(images)
+    }
+
+
+def score(sets: dict, labels: dict[str, np.ndarray]) -> dict:
+    """``{set name: metrics.evaluate_labels(...) with "separation": metrics.separation(...)}``
+    of the predicted ``labels`` of every set that has them."""
     results = {}
-    for name, (images, targets) in sets.items():
-        if len(images):
-            labels, _ = api.segment(model, images, batch_size)
-            results[name] = metrics.evaluate_labels(labels, targets)
+    for name, predicted in labels.items():
+        targets = sets[name][1]
+        results[name] = metrics.evaluate_labels(predicted, targets)
+        results[name]["separation"] = metrics.separation(predicted, targets)[0]
     return results
 
 
+def evaluate(model: api.Segmenter, sets: dict, batch_size: int = 64) -> dict:
+    """``score`` of ``model``'s predictions for every non-empty set."""
+    return score(sets, predict(model, sets, batch_size))
+
+
 def format_table(results: dict) -> str:
-    """The figures of ``evaluate`` as a plain-text table (IoU and Dice, both assignments)."""
-    header = f"{'set':<24} {'assignment':<22} {'metric':<5} " + " ".join(
+    """The figures of ``evaluate`` as a plain-text table (IoU and Dice, both assignments; the
+    share of crops whose chromosomes all come back separated)."""
+    header = f"{'set':<28} {'assignment':<22} {'metric':<5} " + " ".join(
         f"{name:>12}" for name in CLASS_NAMES
     )
     lines = [header]
@@ -94,7 +141,72 @@ def format_table(results: dict) -> str:
             for metric in ("iou", "dice"):
                 values = result[assignment][metric]
                 lines.append(
-                    f"{name + ' (' + str(result['crops']) + ')':<24} {assignment:<22} "
+                    f"{name + ' (' + str(result['crops']) + ')':<28} {assignment:<22} "
                     f"{metric:<5} " + " ".join(f"{values[c]:>12.4f}" for c in CLASS_NAMES)
                 )
+        separation = result.get("separation")
+        if separation:
+            lines.append(
+                f"{name + ' (' + str(result['crops']) + ')':<28} separated "
+                f"{separation['separated']:.4f}, exactly {separation['exact']:.4f}"
+            )
     return "\n".join(lines)
+
+
+LABEL_COLOURS = np.array(  # BGR: background, A (red), B (blue), overlap (white); 255 -> green
+    [[0, 0, 0], [60, 60, 255], [255, 150, 40], [255, 255, 255]], np.uint8
+)
+IGNORE_COLOUR = (0, 200, 0)
+
+
+def crop_scores(labels: np.ndarray, targets: np.ndarray) -> np.ndarray:
+    """Per crop ``(N,)`` float: mean permutation-invariant IoU over the classes A, B, overlap
+    present in the target or the prediction (1 when neither has any): what ``worst`` sorts by."""
+    labels = metrics.best_assignment(labels, targets)
+    valid = targets != metrics.IGNORE
+    out = np.ones(len(labels))
+    for index in range(len(labels)):
+        ious = []
+        for cls in (1, 2, 3):
+            p = (labels[index] == cls) & valid[index]
+            t = targets[index] == cls
+            union = (p | t).sum()
+            if union:
+                ious.append((p & t).sum() / union)
+        out[index] = np.mean(ious) if ious else 1.0
+    return out
+
+
+def worst(labels: np.ndarray, targets: np.ndarray, count: int = 24) -> np.ndarray:
+    """Indices of the ``count`` crops with the lowest ``crop_scores``, worst first; crops whose
+    chromosomes do not all come back separated (``metrics.separation``) come before the rest."""
+    _, separated = metrics.separation(labels, targets)
+    order = np.lexsort((crop_scores(labels, targets), separated))
+    return order[:count]
+
+
+def colour_labels(labels: np.ndarray) -> np.ndarray:
+    """``(H, W)`` label map (0..3, 255 ignored) as a BGR uint8 picture."""
+    picture = LABEL_COLOURS[np.where(labels == metrics.IGNORE, 0, labels)]
+    picture[labels == metrics.IGNORE] = IGNORE_COLOUR
+    return picture
+
+
+def montage(images: np.ndarray, targets: np.ndarray, labels: np.ndarray, columns: int = 4):
+    """A BGR uint8 picture of crops side by side, one ``image | truth | prediction`` triplet per
+    crop (``(N, 88, 88)`` each), ``columns`` triplets a row, 2 px gaps. Colours: A red, B blue,
+    overlap white, ignored pixels green."""
+    size = images.shape[1]
+    rows = -(-len(images) // columns)
+    gap = 2
+    cell = 3 * size + 2 * gap
+    picture = np.full((rows * (size + gap), columns * (cell + 3 * gap), 3), 80, np.uint8)
+    for index, (image, target, label) in enumerate(zip(images, targets, labels, strict=True)):
+        grey = cv2.cvtColor(np.clip(image * 255, 0, 255).astype(np.uint8), cv2.COLOR_GRAY2BGR)
+        triplet = [grey, colour_labels(target), colour_labels(label)]
+        row, column = divmod(index, columns)
+        y, x = row * (size + gap), column * (cell + 3 * gap)
+        for part, tile in enumerate(triplet):
+            left = x + part * (size + gap)
+            picture[y : y + size, left : left + size] = tile
+    return picture

@@ -1,17 +1,38 @@
-"""Synthetic overlapping pairs made from single chromosomes of real metaphases.
+"""Synthetic clusters made from single chromosomes of real metaphases: the segmenter's main supply.
 
-As the seed's 13,434-pair set was made: one chromosome is laid over another at a random angle,
-flip and offset so that they cross (or, for a share of pairs, only touch). Here the first
-chromosome stays in its real surroundings (its neighbours remain in the picture, labelled
-background, as in real cluster crops) and the second is pasted over it.
+As the seed's 13,434-pair set was made, real single chromosomes are laid over each other; here the
+first chromosome stays in its real surroundings (its neighbours remain in the picture, labelled
+background, as in real cluster crops) and one to four more are pasted around it, each in one of
+these ways (``KINDS``), relative to a chromosome already placed:
 
-Overlap intensity: in the ADIR DAPI images the pixels of an overlap region are brighter than the
-single-chromosome pixels right around them. ``overlap_ratios`` measures, for every overlap region
-(``K == 255``) of the given (training) metaphases, ``mean(overlap pixels) / mean(single-chromosome
-pixels within 3 px of it)`` on the normalised image (on the ADIR training slides: median 1.19,
-10th-90th percentile 0.88-1.49, 279 regions). A synthetic overlap pixel is then
-``ratio * (a + b) / 2`` (``a``, ``b`` the two chromosomes' own intensities there, clipped to 1),
-with ``ratio`` drawn per pair from those measured ratios.
+- ``cross``: centred on a random pixel of it, at a random angle (crossings at every angle and
+  place along the arms), each chromosome keeping at least a third of its pixels to itself;
+- ``touch``: slid away from such a crossing in a random direction until they no longer overlap;
+- ``side_by_side``: nearly parallel to it, slid sideways until they just touch;
+- ``end_to_end``: nearly in line with it, slid along its axis until the ends just touch;
+- ``parallel``: nearly parallel, 1-4 px apart (neighbours that do not touch).
+
+A cluster of one (a lone chromosome, re-rendered) is a kind of its own when banded (below).
+
+Overlap intensity, two models, one drawn per cluster (``additive_share``):
+
+- measured: ``overlap_ratios`` measures, for every overlap region (``K == 255``) of the given
+  (training) metaphases, ``mean(overlap pixels) / mean(single-chromosome pixels within 3 px)`` on
+  the normalised image (ADIR training slides: median 1.19, 10th-90th percentile 0.88-1.49, 279
+  regions); an overlap pixel is then ``ratio * mean(a, b, ...)`` of the chromosomes' own
+  intensities there, ``ratio`` drawn from those measured ratios;
+- additive (fluorescence adds; absorbances add in an inverted brightfield image): an overlap pixel
+  is ``background + gain * sum(intensity - background)``, ``gain`` uniform in
+  ``additive_gain`` (default 0.6-1.0: 1 adds fully, less for saturation or partial occlusion).
+
+Banding (``band_fraction`` of clusters): every chromosome gets dark bands across its long axis,
+intensity above background multiplied by ``1 - depth`` in 1.5-4 px wide bands (``depth`` uniform
+in ``band_depth``), as an inverted G-banded chromosome looks: the network learns that a dark band
+does not end a chromosome. Pasted chromosomes are scaled by a factor in ``size_range``.
+
+Targets come from ``segmenter.targets.target_from_instances`` (pixels of two or more chromosomes
+-> overlap, A/B two-coloured over the touch graph); pixels that the source labels cannot vouch for
+(``Single.ignore``: unlabelled bright pieces) are ``IGNORE``.
 """
 
 from __future__ import annotations
@@ -22,11 +43,28 @@ import cv2
 import numpy as np
 
 from segmenter import crops
-from segmenter.targets import CHROMOSOME_A, CHROMOSOME_B, OVERLAP, cluster_targets
+from segmenter.targets import IGNORE, OVERLAP, cluster_targets, target_from_instances
 
 RING_PIXELS = 3  # single-chromosome pixels this close to an overlap region are its reference
 MIN_REGION_PIXELS = 5
 _SQUARE3 = np.ones((3, 3), np.uint8)
+KINDS = ("cross", "touch", "side_by_side", "end_to_end", "parallel")
+TOUCHING_KINDS = ("touch", "side_by_side", "end_to_end")
+DEFAULTS = {
+    "kinds": {
+        "cross": 0.45,
+        "touch": 0.2,
+        "side_by_side": 0.1,
+        "end_to_end": 0.1,
+        "parallel": 0.15,
+    },
+    "cluster_sizes": {1: 0.08, 2: 0.67, 3: 0.13, 4: 0.08, 5: 0.04},
+    "additive_share": 0.5,
+    "additive_gain": [0.6, 1.0],
+    "band_fraction": 0.3,
+    "band_depth": [0.3, 0.85],
+    "size_range": [0.8, 1.25],
+}
 
 
 @dataclass(frozen=True)
@@ -34,13 +72,15 @@ class Single:
     """One single-chromosome cluster in its surroundings (a square window of the normalised image).
 
     ``window`` float32 ``(S, S)``; ``mask`` bool ``(S, S)`` the chromosome; ``others`` bool
-    ``(S, S)`` other labelled chromosomes in the window; ``background`` the image's background
+    ``(S, S)`` other labelled chromosomes in the window; ``ignore`` bool ``(S, S)`` pixels the
+    labels cannot vouch for (unlabelled bright pieces); ``background`` the image's background
     level (padding value).
     """
 
     window: np.ndarray
     mask: np.ndarray
     others: np.ndarray
+    ignore: np.ndarray
     background: float
 
 
@@ -65,13 +105,17 @@ def overlap_ratios(image: np.ndarray, labels: np.ndarray) -> np.ndarray:
     return np.asarray(ratios, np.float32)
 
 
-def singles_from_image(image: np.ndarray, labels: np.ndarray, context: int) -> list[Single]:
+def singles_from_image(
+    image: np.ndarray, labels: np.ndarray, context: int, ignore: np.ndarray | None = None
+) -> list[Single]:
     """Every single-chromosome cluster of one metaphase, with ``context`` pixels around its box.
 
-    ``image`` normalised float32 ``(H, W)``; ``labels`` the K image.
+    ``image`` normalised float32 ``(H, W)``; ``labels`` the K image; ``ignore`` bool ``(H, W)``
+    pixels not to train on (None: none).
     """
     background = crops.background_level(image)
     labelled = labels > 0
+    ignore = np.zeros(labels.shape, bool) if ignore is None else ignore
     out = []
     for box, target, count in cluster_targets(labels):
         if count != 1 or (target == OVERLAP).any():
@@ -80,29 +124,80 @@ def singles_from_image(image: np.ndarray, labels: np.ndarray, context: int) -> l
         mask = crops.cut_window(target, geometry, 0) > 0
         others = crops.cut_window(labelled, geometry, False) & ~mask
         window = crops.cut_window(image, geometry, background)
-        out.append(Single(window, mask, others, background))
+        out.append(
+            Single(window, mask, others, crops.cut_window(ignore, geometry, False), background)
+        )
     return out
 
 
-def _rotated(single: Single, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
-    """The chromosome of ``single`` cut out, flipped at random and rotated by a random angle:
-    intensity and coverage (alpha in [0, 1]) on a square patch, float32 each."""
+def axis_angle(mask: np.ndarray) -> float:
+    """Direction of the long axis of a bool mask, in radians, as (cos, sin) of (x, y) in pixel
+    coordinates (y down)."""
+    rows, cols = np.nonzero(mask)
+    if len(rows) < 2:
+        return 0.0
+    covariance = np.cov(np.stack([cols, rows]).astype(np.float64))
+    values, vectors = np.linalg.eigh(covariance)
+    major = vectors[:, np.argmax(values)]
+    return float(np.arctan2(major[1], major[0]))
+
+
+def banded(window: np.ndarray, mask: np.ndarray, background: float, rng, depth: float):
+    """``window`` with dark bands across the long axis of ``mask``: intensity above
+    ``background`` multiplied by ``1 - depth`` at the bands' centres. Returns float32."""
+    out = window.astype(np.float32).copy()
+    rows, cols = np.nonzero(mask)
+    angle = axis_angle(mask)
+    along = cols * np.cos(angle) + rows * np.sin(angle)
+    low, high = along.min(), along.max()
+    length = max(high - low, 1.0)
+    darkness = np.zeros(len(rows))
+    for _ in range(max(1, int(rng.integers(int(length // 8) + 1, int(length // 4) + 3)))):
+        centre, width = rng.uniform(low, high), rng.uniform(1.5, 4.0) / 2
+        darkness = np.maximum(
+            darkness, rng.uniform(0.6, 1.0) * np.exp(-0.5 * ((along - centre) / width) ** 2)
+        )
+    out[rows, cols] = background + (window[rows, cols] - background) * (1 - depth * darkness)
+    return out
+
+
+@dataclass(frozen=True)
+class _Cutout:
+    """A chromosome cut out of its window: intensity and coverage on its tight box, and the
+    direction of its long axis (radians, as ``axis_angle``)."""
+
+    value: np.ndarray
+    alpha: np.ndarray
+    axis: float
+
+
+def _cutout(single: Single, rng, band_depth: float | None) -> _Cutout:
+    """The chromosome of ``single`` cut out, flipped at random, banded when ``band_depth`` is
+    set."""
     rows = np.flatnonzero(single.mask.any(axis=1))
     cols = np.flatnonzero(single.mask.any(axis=0))
-    alpha = single.mask[rows[0] : rows[-1] + 1, cols[0] : cols[-1] + 1].astype(np.float32)
-    value = single.window[rows[0] : rows[-1] + 1, cols[0] : cols[-1] + 1] * alpha
+    box = slice(rows[0], rows[-1] + 1), slice(cols[0], cols[-1] + 1)
+    mask, window = single.mask[box], single.window[box]
+    if band_depth is not None:
+        window = banded(window, mask, single.background, rng, band_depth)
     if rng.random() < 0.5:
-        alpha, value = alpha[:, ::-1], value[:, ::-1]
-    height, width = alpha.shape
-    side = int(np.ceil(np.hypot(height, width))) + 2
-    matrix = cv2.getRotationMatrix2D(((width - 1) / 2, (height - 1) / 2), rng.uniform(0, 360), 1)
+        mask, window = mask[::-1], window[::-1]
+    alpha = np.ascontiguousarray(mask, np.float32)
+    return _Cutout(np.ascontiguousarray(window * alpha, np.float32), alpha, axis_angle(mask))
+
+
+def _rotated(cutout: _Cutout, angle: float, scale: float) -> tuple[np.ndarray, np.ndarray]:
+    """``cutout`` scaled and rotated so that its long axis points along ``angle`` (radians):
+    intensity and coverage (alpha in [0, 1]) on a square patch, float32 each."""
+    height, width = cutout.alpha.shape
+    side = int(np.ceil(np.hypot(height, width) * scale)) + 2
+    # cv2's angle turns the image counter-clockwise as seen (y down): axis angle - degrees
+    turn = np.degrees(cutout.axis - angle)
+    matrix = cv2.getRotationMatrix2D(((width - 1) / 2, (height - 1) / 2), turn, scale)
     matrix[:, 2] += ((side - width) / 2, (side - height) / 2)
-    alpha = cv2.warpAffine(
-        np.ascontiguousarray(alpha), matrix, (side, side), flags=cv2.INTER_LINEAR
-    )
-    value = cv2.warpAffine(
-        np.ascontiguousarray(value), matrix, (side, side), flags=cv2.INTER_LINEAR
-    )
+    warp = {"dsize": (side, side), "flags": cv2.INTER_LINEAR}
+    alpha = cv2.warpAffine(cutout.alpha, matrix, **warp)
+    value = cv2.warpAffine(cutout.value, matrix, **warp)
     return value / np.maximum(alpha, 1e-3), alpha
 
 
@@ -116,95 +211,188 @@ def _placed(patch: np.ndarray, shape: tuple[int, int], y: int, x: int) -> np.nda
     return out
 
 
-def make_pair(
-    first: Single,
-    second: Single,
+def _hits(patch: np.ndarray, canvas: np.ndarray, y: int, x: int) -> bool | None:
+    """Whether bool ``patch`` at top-left ``(y, x)`` meets ``canvas``; None if it leaves it."""
+    height, width = patch.shape
+    if y < 0 or x < 0 or y + height > canvas.shape[0] or x + width > canvas.shape[1]:
+        return None
+    return bool((canvas[y : y + height, x : x + width] & patch).any())
+
+
+def _touches(a: np.ndarray, b: np.ndarray) -> bool:
+    return bool((cv2.dilate(a.astype(np.uint8), _SQUARE3).astype(bool) & b).any())
+
+
+def _orientation(kind: str, axis: float, rng) -> float:
+    """Direction (radians) of a new chromosome's long axis placed as ``kind`` by a chromosome
+    whose long axis points along ``axis``."""
+    if kind in ("side_by_side", "parallel"):
+        return axis + rng.uniform(-0.25, 0.25)
+    if kind == "end_to_end":
+        return axis + rng.uniform(-0.5, 0.5)
+    return rng.uniform(0, 2 * np.pi)
+
+
+def _place(kind: str, patch: np.ndarray, reference: np.ndarray, axis: float, placed, rng):
+    """Top-left ``(y, x)`` for a chromosome's ``patch`` mask next to the ``reference`` mask (one
+    already placed, its long axis along ``axis``; ``placed`` all of them) the way ``kind`` says,
+    and its mask on the canvas; None when it does not fit. The touching kinds slide the patch
+    from a start in one direction until it no longer overlaps ``placed`` (``parallel`` then 2-4
+    px further)."""
+    half = patch.shape[0] // 2
+    rows, cols = np.nonzero(reference)
+    if kind in ("cross", "touch"):
+        pick = rng.integers(len(rows))
+        centre = np.array([rows[pick], cols[pick]], np.float64)
+        direction = rng.uniform(0, 2 * np.pi)
+    else:
+        centre = np.array([rows.mean(), cols.mean()])
+        if kind == "end_to_end":
+            direction = axis + np.pi * int(rng.integers(2))
+        else:
+            length = np.ptp(rows) + np.ptp(cols)
+            centre += np.array([np.sin(axis), np.cos(axis)]) * rng.uniform(-0.3, 0.3) * length
+            direction = axis + np.pi / 2 + np.pi * int(rng.integers(2))
+    if kind == "cross":
+        offset = np.round(centre - half + rng.integers(-3, 4, 2)).astype(int)
+    else:
+        step = np.array([np.sin(direction), np.cos(direction)])
+        for distance in range(0, 4 * half + 4):
+            offset = np.round(centre - half + distance * step).astype(int)
+            hit = _hits(patch, placed, *offset)
+            if hit is None:
+                return None
+            if not hit:
+                break
+        else:
+            return None
+        if kind == "parallel":
+            offset = np.round(centre - half + (distance + rng.integers(2, 5)) * step).astype(int)
+    mask = _placed(patch, reference.shape, *offset)
+    return None if mask is None else (tuple(offset), mask)
+
+
+def _acceptable(kind: str, mask: np.ndarray, reference: np.ndarray, masks: list, forbidden):
+    """Whether a new chromosome ``mask`` placed as ``kind`` gives the cluster ``kind`` claims."""
+    if (mask & forbidden).any():
+        return False
+    union = np.logical_or.reduce(masks)
+    if kind == "cross":
+        if (mask & reference).sum() < 4:
+            return False
+        counts = np.sum([*masks, mask], axis=0)
+        return all(((m & (counts == 1)).sum() >= m.sum() / 3) for m in [*masks, mask])
+    if (mask & union).any():
+        return False
+    if kind == "parallel":
+        return not _touches(mask, union)
+    return _touches(mask, reference)
+
+
+def make_cluster(
+    singles: list[Single],
     ratio: float,
     rng: np.random.Generator,
     margin: int,
-    touch_fraction: float = 0.2,
+    kinds: list[str],
+    options: dict | None = None,
     tries: int = 20,
 ) -> tuple[np.ndarray, np.ndarray] | None:
-    """One synthetic pair as a segmenter crop: ``(image (88, 88) float32, target (88, 88) uint8)``.
+    """One synthetic cluster as a segmenter crop: ``(image (88, 88) float32, target (88, 88)
+    uint8)``; None when a placement is not found in ``tries`` attempts per chromosome.
 
-    ``second`` is laid over ``first`` so that they cross (or, with probability
-    ``touch_fraction``, touch without overlapping), never touching ``first``'s neighbours, each
-    keeping at least a third of its pixels outside the overlap. Returns None when no placement
-    is found in ``tries`` attempts.
+    ``singles[0]`` stays in its window; ``singles[i]`` (i >= 1) is placed the way ``kinds[i - 1]``
+    says (``KINDS``) next to a random chromosome already placed, never touching the window's
+    other chromosomes or ignored pixels. ``options``: ``DEFAULTS``' overlap, banding and size
+    settings.
     """
-    value, alpha = _rotated(second, rng)
-    patch_mask = alpha > 0.5
-    half = patch_mask.shape[0] // 2
-    mask_a = first.mask
-    rows, cols = np.nonzero(mask_a)
-    grown_others = cv2.dilate(first.others.astype(np.uint8), _SQUARE3).astype(bool)
-    touching = rng.random() < touch_fraction
-    for _ in range(tries):
-        pick = rng.integers(len(rows))
-        y, x = rows[pick] - half, cols[pick] - half
-        if touching:  # slide away along a random direction until the two no longer overlap
-            step_y, step_x = np.sin(angle := rng.uniform(0, 2 * np.pi)), np.cos(angle)
-            for distance in range(1, 2 * half + 2):
-                mask_b = _placed(
-                    patch_mask, mask_a.shape, int(y + distance * step_y), int(x + distance * step_x)
-                )
-                if mask_b is None or not (mask_b & mask_a).any():
-                    break
-            offset = (int(y + distance * step_y), int(x + distance * step_x))
-        else:
-            offset = (int(y + rng.integers(-3, 4)), int(x + rng.integers(-3, 4)))
-            mask_b = _placed(patch_mask, mask_a.shape, *offset)
-        if mask_b is None or (mask_b & grown_others).any():
-            continue
-        both = mask_a & mask_b
-        if touching:
-            if both.any() or not (cv2.dilate(mask_b.astype(np.uint8), _SQUARE3) & mask_a).any():
+    options = {**DEFAULTS, **(options or {})}
+    first = singles[0]
+    band_depth = (
+        rng.uniform(*options["band_depth"]) if rng.random() < options["band_fraction"] else None
+    )
+    window = first.window
+    if band_depth is not None:
+        window = banded(window, first.mask, first.background, rng, band_depth)
+    background = first.background
+    forbidden = cv2.dilate((first.others | first.ignore).astype(np.uint8), _SQUARE3).astype(bool)
+    masks, axes, values, alphas = [first.mask], [axis_angle(first.mask)], [], []
+    for single, kind in zip(singles[1:], kinds, strict=True):
+        cutout = _cutout(single, rng, band_depth)
+        for _ in range(tries):
+            which = int(rng.integers(len(masks)))
+            angle = _orientation(kind, axes[which], rng)
+            value, alpha = _rotated(cutout, angle, rng.uniform(*options["size_range"]))
+            placed = np.logical_or.reduce(masks)
+            found = _place(kind, alpha > 0.5, masks[which], axes[which], placed, rng)
+            if found is None or not _acceptable(kind, found[1], masks[which], masks, forbidden):
                 continue
-        elif (
-            both.sum() < 4
-            or min((mask_a & ~both).sum() / mask_a.sum(), (mask_b & ~both).sum() / mask_b.sum())
-            < 1 / 3
-        ):
-            continue
-        alpha_b = _placed(alpha, mask_a.shape, *offset)
-        value_b = _placed(value, mask_a.shape, *offset)
-        image = first.window * (1 - alpha_b) + value_b * alpha_b
-        image[both] = np.minimum(ratio * (first.window[both] + value_b[both]) / 2, 1.0)
-        target = np.zeros(mask_a.shape, np.uint8)
-        target[mask_a] = CHROMOSOME_A
-        target[mask_b] = CHROMOSOME_B
-        target[both] = OVERLAP
-        rows_ab = np.flatnonzero((target > 0).any(axis=1))
-        cols_ab = np.flatnonzero((target > 0).any(axis=0))
-        box = (cols_ab[0], rows_ab[0], cols_ab[-1] + 1, rows_ab[-1] + 1)
-        geometry = crops.window_for_box(box, margin)
-        return (
-            crops.crop_image(image, geometry, first.background),
-            crops.crop_labels(target, geometry),
-        )
-    return None
+            offset, mask = found
+            masks.append(mask)
+            axes.append(angle)
+            values.append(_placed(value, mask.shape, *offset))
+            alphas.append(_placed(alpha, mask.shape, *offset))
+            break
+        else:
+            return None
+    image = window.astype(np.float32).copy()
+    for value, alpha in zip(values, alphas, strict=True):
+        image = image * (1 - alpha) + value * alpha
+    stack = np.stack(masks)
+    shared = stack.sum(axis=0) >= 2
+    if shared.any():
+        own = np.stack([window, *values])[:, shared]
+        present = stack[:, shared]
+        if rng.random() < options["additive_share"]:
+            gain = rng.uniform(*options["additive_gain"])
+            level = background + gain * ((own - background) * present).sum(axis=0)
+        else:
+            level = ratio * (own * present).sum(axis=0) / present.sum(axis=0)
+        image[shared] = np.clip(level, 0.0, 1.0)
+    target = target_from_instances(stack)
+    target[first.ignore & (target == 0)] = IGNORE
+    rows = np.flatnonzero(stack.any(axis=(0, 2)))
+    cols = np.flatnonzero(stack.any(axis=(0, 1)))
+    geometry = crops.window_for_box((cols[0], rows[0], cols[-1] + 1, rows[-1] + 1), margin)
+    return crops.crop_image(image, geometry, background), crops.crop_labels(target, geometry)
 
 
-def make_pairs(
+def draw_kinds(rng: np.random.Generator, options: dict | None = None) -> list[str]:
+    """The kinds of a random cluster: its size from ``cluster_sizes``, each added chromosome's
+    kind from ``kinds`` (``DEFAULTS``); a pair of a given kind only with a size of 2."""
+    options = {**DEFAULTS, **(options or {})}
+    sizes = {int(k): float(v) for k, v in options["cluster_sizes"].items()}
+    weights = {k: float(v) for k, v in options["kinds"].items()}
+    size = int(rng.choice(list(sizes), p=np.asarray(list(sizes.values())) / sum(sizes.values())))
+    p = np.asarray(list(weights.values())) / sum(weights.values())
+    return [str(rng.choice(list(weights), p=p)) for _ in range(size - 1)]
+
+
+def make_clusters(
     singles: list[Single],
     ratios: np.ndarray,
     count: int,
     seed: int,
     margin: int,
-    touch_fraction: float = 0.2,
+    options: dict | None = None,
+    kinds: tuple[str, ...] | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """``count`` synthetic pairs: images ``(count, 88, 88)`` float32, targets uint8, reproducible
-    for a given ``seed``. Raises ValueError with fewer than two singles or no ratios."""
+    """``count`` synthetic clusters: images ``(count, 88, 88)`` float32, targets uint8,
+    reproducible for a given ``seed``. With ``kinds``, every cluster is a pair of one of those
+    kinds (evaluation sets); else sizes and kinds are drawn from ``options``, no larger than the
+    singles allow. Raises ValueError with fewer than two singles or no ratios."""
     if len(singles) < 2 or not len(ratios):
-        raise ValueError("synthetic pairs need at least two single chromosomes and one ratio")
+        raise ValueError("synthetic clusters need at least two single chromosomes and one ratio")
     rng = np.random.default_rng(seed)
     images, targets = [], []
     while len(images) < count:
-        first, second = rng.choice(len(singles), 2, replace=False)
-        pair = make_pair(
-            singles[first], singles[second], float(rng.choice(ratios)), rng, margin, touch_fraction
+        chosen = [str(rng.choice(kinds))] if kinds else draw_kinds(rng, options)
+        chosen = chosen[: len(singles) - 1]
+        picks = rng.choice(len(singles), len(chosen) + 1, replace=False)
+        cluster = make_cluster(
+            [singles[i] for i in picks], float(rng.choice(ratios)), rng, margin, chosen, options
         )
-        if pair is not None:
-            images.append(pair[0])
-            targets.append(pair[1])
+        if cluster is not None:
+            images.append(cluster[0])
+            targets.append(cluster[1])
     return np.stack(images).astype(np.float32), np.stack(targets).astype(np.uint8)

@@ -1,8 +1,10 @@
 """Segmenter targets from ADIR label images (DESIGN.md, "Data").
 
 Classes: 0 background, 1 chromosome A, 2 chromosome B, 3 overlap (pixels of two or more
-chromosomes). A cluster is an 8-connected component of ``K > 0``; its chromosomes are the
-instances of ``pipeline.adir.chromosome_instances`` that lie inside it. A and B are given so that
+chromosomes); 255 in a training target marks pixels the loss ignores (``IGNORE``: what the labels
+cannot be trusted on, e.g. a visible chromosome that K leaves at 0). A cluster is an 8-connected
+component of ``K > 0``; its chromosomes are the instances of ``pipeline.adir.chromosome_instances``
+that lie inside it. A and B are given so that
 no two touching chromosomes share a label where the touch graph allows it (2-colouring, largest
 chromosome first = A); odd cycles in the touch graph leave some same-label neighbours.
 """
@@ -15,6 +17,7 @@ import numpy as np
 from pipeline import adir
 
 BACKGROUND, CHROMOSOME_A, CHROMOSOME_B, OVERLAP = 0, 1, 2, 3
+IGNORE = 255
 CLASS_NAMES = ("background", "chromosome_A", "chromosome_B", "overlap")
 
 
@@ -60,10 +63,18 @@ def target_from_instances(masks: np.ndarray) -> np.ndarray:
     return target
 
 
-def cluster_targets(labels: np.ndarray) -> list[tuple[np.ndarray, np.ndarray, int]]:
-    """Every cluster of a K image: ``(box, target, chromosome count)`` per cluster, where ``box``
-    is float32 ``(4,)`` x0, y0, x1, y1 (pixel edges) and ``target`` the ``(H, W)`` uint8 target of
-    that cluster alone (0 elsewhere, including other clusters)."""
+def meet_end_to_end(masks: np.ndarray) -> bool:
+    """Whether two of the chromosome masks ``(N, H, W)`` touch (8-connectivity) without sharing a
+    pixel: in a translocation metaphase, possibly one chromosome that K gives two classes."""
+    for i, neighbours in enumerate(touch_graph(masks)):
+        if any(not (masks[i] & masks[j]).any() for j in neighbours):
+            return True
+    return False
+
+
+def cluster_chromosomes(labels: np.ndarray) -> list[tuple[np.ndarray, np.ndarray]]:
+    """Every cluster of a K image: ``(box, masks)``, ``box`` float32 ``(4,)`` x0, y0, x1, y1
+    (pixel edges), ``masks`` bool ``(N, H, W)`` its chromosomes (within the cluster only)."""
     clusters = adir.cluster_labels(labels)
     instances, _ = adir.chromosome_instances(labels)
     out = []
@@ -71,6 +82,15 @@ def cluster_targets(labels: np.ndarray) -> list[tuple[np.ndarray, np.ndarray, in
         component = clusters == cluster_id
         inside = np.asarray([(m & component).any() for m in instances], bool)
         masks = instances[inside] & component if inside.any() else instances[:0]
-        box = adir.masks_to_boxes(component[None])[0]
-        out.append((box, target_from_instances(masks), int(inside.sum())))
+        out.append((adir.masks_to_boxes(component[None])[0], masks))
     return out
+
+
+def cluster_targets(labels: np.ndarray) -> list[tuple[np.ndarray, np.ndarray, int]]:
+    """Every cluster of a K image: ``(box, target, chromosome count)`` per cluster, where ``box``
+    is float32 ``(4,)`` x0, y0, x1, y1 (pixel edges) and ``target`` the ``(H, W)`` uint8 target of
+    that cluster alone (0 elsewhere, including other clusters)."""
+    return [
+        (box, target_from_instances(masks), len(masks))
+        for box, masks in cluster_chromosomes(labels)
+    ]

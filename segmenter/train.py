@@ -7,8 +7,16 @@ used), ``checkpoint.pt`` every epoch (model, optimizer, scheduler, epoch, config
 
 Loss: per crop, cross-entropy + ``dice_weight`` x soft Dice of classes A, B and overlap, taken
 for the target as labelled and with A/B swapped, keeping the smaller (which chromosome is "A" is
-arbitrary). Validation score: mean permutation-invariant IoU of A, B and overlap over the val
-slides' clusters of two or more chromosomes plus synthetic pairs of the val slides.
+arbitrary); target pixels of 255 (``segmenter.targets.IGNORE``) count in neither.
+
+Speed: with ``train.bf16`` (``auto``: where ``segmenter.api.bf16_available`` says the device has
+fast bf16, AMX / AVX-512 BF16 on CPUs) the forward pass runs under bf16 autocast on channels-last
+tensors, the loss in float32. Each epoch's log row has the seconds spent waiting for the data
+loader (``data_wait_s``).
+
+Validation score: mean permutation-invariant IoU of A, B and overlap over the val slides'
+clusters of two or more chromosomes plus the synthetic sets of the val slides
+(``segmenter.evaluate.SYNTHETIC_SETS``).
 """
 
 from __future__ import annotations
@@ -28,6 +36,7 @@ from pipeline.models import initial_weights
 from segmenter import api, dataset, evaluate, metrics
 from segmenter.h5data import load_h5_pairs
 from segmenter.model import build_model, count_macs, resolve
+from segmenter.targets import IGNORE
 
 LOG_COLUMNS = (
     "epoch",
@@ -38,6 +47,7 @@ LOG_COLUMNS = (
     "val_iou_B",
     "val_iou_overlap",
     "seconds",
+    "data_wait_s",
 )
 REQUIRED = {
     "model": (),
@@ -46,7 +56,6 @@ REQUIRED = {
         "context",
         "multi_repeat",
         "synthetic_per_epoch",
-        "touch_fraction",
         "default_overlap_ratio",
         "val_synthetic",
         "test_synthetic",
@@ -78,22 +87,86 @@ def load_config(path: str | Path) -> dict:
 
 
 def pair_loss(logits, target, dice_weight: float):
-    """Permutation-invariant loss of logits ``(B, 4, H, W)`` against targets ``(B, H, W)``."""
+    """Permutation-invariant loss of logits ``(B, 4, H, W)`` against targets ``(B, H, W)`` int64
+    (0..3, or 255 = ignored: such pixels add nothing)."""
     import torch
     import torch.nn.functional as F
 
     swapped = target.clone()
     swapped[target == 1], swapped[target == 2] = 2, 1
-    probabilities = torch.softmax(logits.float(), dim=1)
+    logits = logits.float()
+    valid = (target != IGNORE).unsqueeze(1).float()
+    pixels = valid.sum((1, 2, 3)).clamp(min=1)
+    p = torch.softmax(logits, dim=1)[:, 1:] * valid
 
     def per_crop(labels):
-        cross_entropy = F.cross_entropy(logits.float(), labels, reduction="none").mean((1, 2))
-        onehot = F.one_hot(labels, 4).permute(0, 3, 1, 2).float()[:, 1:]
-        p = probabilities[:, 1:]
+        cross_entropy = F.cross_entropy(logits, labels, ignore_index=IGNORE, reduction="none")
+        onehot = F.one_hot(labels.clamp(max=3), 4).permute(0, 3, 1, 2).float()[:, 1:] * valid
         dice = (2 * (p * onehot).sum((2, 3)) + 1) / (p.sum((2, 3)) + onehot.sum((2, 3)) + 1)
-        return cross_entropy + dice_weight * (1 - dice).mean(1)
+        return cross_entropy.sum((1, 2)) / pixels + dice_weight * (1 - dice).mean(1)
 
     return torch.minimum(per_crop(target), per_crop(swapped)).mean()
+
+
+def loader_arguments(train_config: dict, device) -> dict:
+    """Keyword arguments of the training ``DataLoader`` (shuffled, whole batches only)."""
+    return dict(
+        batch_size=int(train_config["batch_size"]),
+        shuffle=True,
+        num_workers=int(train_config["workers"]),
+        drop_last=True,
+        pin_memory=device.type == "cuda",
+        persistent_workers=False,
+    )
+
+
+def optimisation(net, train_config: dict, total_steps: int):
+    """AdamW and its one-cycle schedule over ``total_steps`` optimiser steps."""
+    import torch
+
+    optimizer = torch.optim.AdamW(
+        net.parameters(),
+        lr=float(train_config["lr"]),
+        weight_decay=float(train_config["weight_decay"]),
+    )
+    scheduler = torch.optim.lr_scheduler.OneCycleLR(
+        optimizer,
+        max_lr=float(train_config["lr"]),
+        total_steps=max(1, total_steps),
+        pct_start=max(0.1, 2 / max(1, total_steps)),  # >= 2 warm-up steps
+    )
+    return optimizer, scheduler
+
+
+def train_one_epoch(
+    net, batches, optimizer, scheduler, dice_weight: float, bf16: bool
+) -> tuple[list[float], float]:
+    """One pass over ``batches`` (``(images (B, 1, H, W), targets (B, H, W))`` tensors): the loss
+    of every batch, and the seconds spent waiting for the next batch (the data loader)."""
+    import torch
+
+    device = next(net.parameters()).device
+    net.train()
+    losses, waited = [], 0.0
+    batches = iter(batches)
+    while True:
+        asked = time.perf_counter()
+        try:
+            images, targets = next(batches)
+        except StopIteration:
+            break
+        waited += time.perf_counter() - asked
+        images = images.to(device, non_blocking=True, memory_format=torch.channels_last)
+        targets = targets.to(device, non_blocking=True)
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
+            logits = net(images)
+        loss = pair_loss(logits, targets, dice_weight)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        scheduler.step()
+        losses.append(float(loss.detach()))
+    return losses, waited
 
 
 def _seed_everything(seed: int) -> None:
@@ -133,12 +206,15 @@ def train(
     device: str | None = None,
     h5_path: str | Path | None = None,
     init: str | Path | None = None,
+    singles: list[str | Path] = (),
 ) -> dict:
     """Train, pick the best validation epoch, evaluate it on the test split; returns the test
     metrics (also written to ``out/metrics.json``).
 
     ``init``: a model folder whose weights the network starts from (fine-tuning; its layout
-    must be the config's), recorded with its sha256 as ``train.init`` in the saved config."""
+    must be the config's), recorded with its sha256 as ``train.init`` in the saved config.
+    ``singles``: more ADIR-format folders (``chromoseg mine-singles``) whose single chromosomes
+    join the training singles of the synthetic clusters, recorded as ``data.singles``."""
     import torch
     from torch.utils.data import DataLoader
     from tqdm import tqdm
@@ -174,6 +250,12 @@ def train(
     workers = int(train_config["workers"])
     margin, context = int(data_config["margin"]), int(data_config["context"])
     train_data = dataset.prepare(adir.select(images, "train", split), margin, context, workers)
+    if checkpoint is None:
+        config["data"]["singles"] = [str(folder) for folder in singles]
+    for folder in config["data"].get("singles") or []:
+        extra = dataset.prepare(adir.find_images(folder), margin, context, workers)
+        train_data.singles += extra.singles
+        log.info("%d singles from %s", len(extra.singles), folder)
     if not len(train_data.ratios):
         train_data.ratios = np.asarray([data_config["default_overlap_ratio"]], np.float32)
     if h5_path is not None:
@@ -181,30 +263,36 @@ def train(
         train_data.crops = dataset.Crops.concatenate(
             [
                 train_data.crops,
-                dataset.Crops(h5_images, h5_targets, np.full(len(h5_images), 2, np.int16)),
+                dataset.Crops(
+                    h5_images,
+                    h5_targets,
+                    np.full(len(h5_images), 2, np.int16),
+                    np.ones(len(h5_images), bool),
+                ),
             ]
         )
     val_data = dataset.prepare(adir.select(images, "val", split), margin, context, workers)
     multi = val_data.crops.counts >= 2
     val_sets = {
         "real_multi": (val_data.crops.images[multi], val_data.crops.targets[multi]),
-        "synthetic_pairs": evaluate.synthetic_pairs(
+        **evaluate.synthetic_sets(
             val_data,
             data_config,
-            int(data_config["val_synthetic"]),
+            int(data_config["val_synthetic"]) // len(evaluate.SYNTHETIC_SETS),
             evaluate.SYNTHETIC_SEEDS["val"],
         ),
     }
     log.info(
         "data: %d train crops (%d of 2+ chromosomes), %d singles, overlap ratio median %.3f "
-        "(%d regions); val: %d real 2+ crops, %d synthetic",
+        "(%d regions); val: %d real 2+ crops, %d synthetic; label cleaning (train): %s",
         len(train_data.crops.counts),
         int((train_data.crops.counts >= 2).sum()),
         len(train_data.singles),
         float(np.median(train_data.ratios)),
         len(train_data.ratios),
         int(multi.sum()),
-        len(val_sets["synthetic_pairs"][0]),
+        sum(len(images) for name, (images, _) in val_sets.items() if name != "real_multi"),
+        train_data.cleaning,
     )
 
     initial_state = None
@@ -224,14 +312,7 @@ def train(
         count_macs(net) / 1e6,
     )
     training_set = dataset.TrainingSet(train_data, data_config, int(config["seed"]))
-    loader_args = dict(
-        batch_size=int(train_config["batch_size"]),
-        shuffle=True,
-        num_workers=workers,
-        drop_last=True,
-        pin_memory=target_device.type == "cuda",
-        persistent_workers=False,
-    )
+    loader_args = loader_arguments(train_config, target_device)
     steps = len(training_set) // loader_args["batch_size"]
     if steps < 1:
         raise adir.DatasetError(
@@ -239,17 +320,7 @@ def train(
             f"({loader_args['batch_size']}): lower train.batch_size or add data"
         )
     total_epochs = int(train_config["epochs"])
-    optimizer = torch.optim.AdamW(
-        net.parameters(),
-        lr=float(train_config["lr"]),
-        weight_decay=float(train_config["weight_decay"]),
-    )
-    scheduler = torch.optim.lr_scheduler.OneCycleLR(
-        optimizer,
-        max_lr=float(train_config["lr"]),
-        total_steps=max(1, total_epochs * steps),
-        pct_start=max(0.1, 2 / max(1, total_epochs * steps)),  # >= 2 warm-up steps
-    )
+    optimizer, scheduler = optimisation(net, train_config, total_epochs * steps)
     start_epoch, best_score = 0, -1.0
     if checkpoint is not None:
         net.load_state_dict(checkpoint["model"])
@@ -262,30 +333,22 @@ def train(
         with open(out / api.LOG_FILE, "w", newline="") as handle:
             csv.writer(handle).writerow(LOG_COLUMNS)
     model = api.Segmenter(net, config, target_device)
-    autocast = target_device.type == "cuda"
+    autocast = api.use_bf16(train_config.get("bf16", "auto"), target_device)
+    log.info("bf16 autocast: %s", "on" if autocast else "off")
     generator = torch.Generator().manual_seed(int(config["seed"]))
     for epoch in range(start_epoch, total_epochs):
         started = time.time()
         training_set.epoch = epoch
         generator.manual_seed(int(config["seed"]) * 1000 + epoch)
-        net.train()
-        losses = []
         loader = DataLoader(training_set, generator=generator, **loader_args)
-        for images_batch, targets_batch in tqdm(
-            loader, desc=f"epoch {epoch + 1}/{total_epochs}", leave=False, mininterval=2
-        ):
-            images_batch = images_batch.to(
-                target_device, non_blocking=True, memory_format=torch.channels_last
-            )
-            targets_batch = targets_batch.to(target_device, non_blocking=True)
-            with torch.autocast(target_device.type, dtype=torch.bfloat16, enabled=autocast):
-                logits = net(images_batch)
-            loss = pair_loss(logits, targets_batch, float(train_config["dice_weight"]))
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
-            scheduler.step()
-            losses.append(float(loss.detach()))
+        losses, waited = train_one_epoch(
+            net,
+            tqdm(loader, desc=f"epoch {epoch + 1}/{total_epochs}", leave=False),
+            optimizer,
+            scheduler,
+            float(train_config["dice_weight"]),
+            autocast,
+        )
         score, ious = _validate(model, val_sets)
         if score > best_score:
             best_score = score
@@ -297,11 +360,13 @@ def train(
             f"{score:.5f}",
             *(f"{ious[k]:.5f}" for k in ("A", "B", "overlap")),
             f"{time.time() - started:.1f}",
+            f"{waited:.1f}",
         ]
         with open(out / api.LOG_FILE, "a", newline="") as handle:
             csv.writer(handle).writerow(row)
         log.info(
-            "epoch %d/%d loss %.4f val score %.4f (A %.4f B %.4f overlap %.4f) %.1fs",
+            "epoch %d/%d loss %.4f val score %.4f (A %.4f B %.4f overlap %.4f) %.1fs "
+            "(%.1fs waiting for data)",
             epoch + 1,
             total_epochs,
             np.mean(losses),
@@ -310,6 +375,7 @@ def train(
             ious["B"],
             ious["overlap"],
             time.time() - started,
+            waited,
         )
         torch.save(
             {

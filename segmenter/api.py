@@ -123,6 +123,9 @@ def segment(
     ``batch_size`` crops (the last one padded with blank crops), so that a crop's result does not
     depend on which other crops it is segmented with (the CPU kernels differ by batch size).
 
+    With ``inference.bf16`` in the model's config (``auto``: where ``bf16_available``) the
+    network runs under bf16 autocast (off when the setting is absent).
+
     With ``inference.flip_average`` in the model's config (the shipped model has it), every crop
     whose labels hold any chromosome-B or overlap pixel (two or more chromosomes: on ADIR about a
     quarter of the crops) is segmented once more, mirrored left-right, and the two predictions are
@@ -152,14 +155,15 @@ def _probabilities(model: Segmenter, crops: np.ndarray, batch_size: int) -> np.n
     probabilities = np.zeros((len(crops), 4, *crops.shape[1:]), np.float32)
     batch = np.zeros((batch_size, 1, *crops.shape[1:]), np.float32)
     model.net.eval()
-    with torch.no_grad():
+    bf16 = use_bf16((model.config.get("inference") or {}).get("bf16", False), model.device)
+    with torch.no_grad(), torch.autocast(model.device.type, torch.bfloat16, enabled=bf16):
         for start in range(0, len(crops), batch_size):
             count = min(batch_size, len(crops) - start)
             batch[:count, 0] = crops[start : start + count]
             batch[count:] = 0
             tensor = torch.from_numpy(batch).to(model.device)
             tensor = tensor.contiguous(memory_format=torch.channels_last)
-            output = torch.softmax(model.net(tensor), dim=1).float().cpu().numpy()
+            output = torch.softmax(model.net(tensor).float(), dim=1).cpu().numpy()
             probabilities[start : start + count] = output[:count]
     return probabilities
 

@@ -192,21 +192,24 @@ def colour_labels(labels: np.ndarray) -> np.ndarray:
     return picture
 
 
-def montage(images: np.ndarray, targets: np.ndarray, labels: np.ndarray, columns: int = 4):
-    """A BGR uint8 picture of crops side by side, one ``image | truth | prediction`` triplet per
-    crop (``(N, 88, 88)`` each), ``columns`` triplets a row, 2 px gaps. Colours: A red, B blue,
-    overlap white, ignored pixels green."""
+def montage(images: np.ndarray, targets: np.ndarray, labels=None, columns: int = 4):
+    """A BGR uint8 picture of crops side by side, one ``image | truth | prediction`` group per
+    crop (``(N, 88, 88)`` each; ``image | truth`` when ``labels`` is None), ``columns`` groups a
+    row, 2 px gaps. Colours: A red, B blue, overlap white, ignored pixels green."""
     size = images.shape[1]
+    parts = 2 if labels is None else 3
     rows = -(-len(images) // columns)
     gap = 2
-    cell = 3 * size + 2 * gap
+    cell = parts * size + (parts - 1) * gap
     picture = np.full((rows * (size + gap), columns * (cell + 3 * gap), 3), 80, np.uint8)
-    for index, (image, target, label) in enumerate(zip(images, targets, labels, strict=True)):
-        grey = cv2.cvtColor(np.clip(image * 255, 0, 255).astype(np.uint8), cv2.COLOR_GRAY2BGR)
-        triplet = [grey, colour_labels(target), colour_labels(label)]
+    for index in range(len(images)):
+        grey = np.clip(images[index] * 255, 0, 255).astype(np.uint8)
+        group = [cv2.cvtColor(grey, cv2.COLOR_GRAY2BGR), colour_labels(targets[index])]
+        if labels is not None:
+            group.append(colour_labels(labels[index]))
         row, column = divmod(index, columns)
         y, x = row * (size + gap), column * (cell + 3 * gap)
-        for part, tile in enumerate(triplet):
+        for part, tile in enumerate(group):
             left = x + part * (size + gap)
             picture[y : y + size, left : left + size] = tile
     return picture

@@ -9,7 +9,8 @@ these ways (``KINDS``), relative to a chromosome already placed:
   place along the arms), each chromosome keeping at least a third of its pixels to itself;
 - ``touch``: slid away from such a crossing in a random direction until they no longer overlap;
 - ``side_by_side``: nearly parallel to it, slid sideways until they just touch;
-- ``end_to_end``: nearly in line with it, slid along its axis until the ends just touch;
+- ``end_to_end``: at 20-50 degrees to it, slid along its axis until the ends just touch (two
+  chromosomes exactly in line look like one, to a person too);
 - ``parallel``: nearly parallel, 1-4 px apart (neighbours that do not touch).
 
 A cluster of one (a lone chromosome, re-rendered) is a kind of its own when banded (below).
@@ -52,17 +53,17 @@ KINDS = ("cross", "touch", "side_by_side", "end_to_end", "parallel")
 TOUCHING_KINDS = ("touch", "side_by_side", "end_to_end")
 DEFAULTS = {
     "kinds": {
-        "cross": 0.45,
+        "cross": 0.5,
         "touch": 0.2,
-        "side_by_side": 0.1,
-        "end_to_end": 0.1,
-        "parallel": 0.15,
+        "side_by_side": 0.15,
+        "end_to_end": 0.05,
+        "parallel": 0.1,
     },
     "cluster_sizes": {1: 0.08, 2: 0.67, 3: 0.13, 4: 0.08, 5: 0.04},
     "additive_share": 0.5,
     "additive_gain": [0.6, 1.0],
     "band_fraction": 0.3,
-    "band_depth": [0.3, 0.85],
+    "band_depth": [0.2, 0.6],
     "size_range": [0.8, 1.25],
 }
 
@@ -228,8 +229,8 @@ def _orientation(kind: str, axis: float, rng) -> float:
     whose long axis points along ``axis``."""
     if kind in ("side_by_side", "parallel"):
         return axis + rng.uniform(-0.25, 0.25)
-    if kind == "end_to_end":
-        return axis + rng.uniform(-0.5, 0.5)
+    if kind == "end_to_end":  # a kink of 20-50 degrees: in line, two would look like one
+        return axis + rng.choice([-1, 1]) * rng.uniform(0.35, 0.9)
     return rng.uniform(0, 2 * np.pi)
 
 

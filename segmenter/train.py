@@ -43,9 +43,12 @@ LOG_COLUMNS = (
     "lr",
     "train_loss",
     "val_score",
-    "val_iou_A",
-    "val_iou_B",
-    "val_iou_overlap",
+    "val_real_A",
+    "val_real_B",
+    "val_real_overlap",
+    "val_synthetic_A",
+    "val_synthetic_B",
+    "val_synthetic_overlap",
     "seconds",
     "data_wait_s",
 )
@@ -188,13 +191,25 @@ def _logger(folder: Path) -> logging.Logger:
 
 
 def _validate(model: api.Segmenter, val_sets: dict) -> tuple[float, dict]:
-    """Validation score and the pooled permutation-invariant IoU of A, B, overlap."""
-    images = np.concatenate([images for images, _ in val_sets.values()])
-    targets = np.concatenate([targets for _, targets in val_sets.values()])
-    labels, _ = api.segment(model, images, batch_size=256)
-    iou = metrics.evaluate_labels(labels, targets)["permutation_invariant"]["iou"]
-    ious = [iou["chromosome_A"], iou["chromosome_B"], iou["overlap"]]
-    return float(np.nanmean(ious)), dict(zip(("A", "B", "overlap"), ious, strict=True))
+    """Validation score and the pooled permutation-invariant IoU of A, B, overlap of the real
+    clusters (``real_multi``) and of the synthetic sets (the rest). The score is the mean of the
+    two halves' mean IoU: real clusters weigh as much as all synthetic ones together."""
+    halves = {
+        "real": [val_sets["real_multi"]],
+        "synthetic": [pair for name, pair in val_sets.items() if name != "real_multi"],
+    }
+    ious, means = {}, []
+    for half, pairs in halves.items():
+        images = np.concatenate([images for images, _ in pairs])
+        targets = np.concatenate([targets for _, targets in pairs])
+        if not len(images):
+            continue
+        labels, _ = api.segment(model, images, batch_size=256)
+        iou = metrics.evaluate_labels(labels, targets)["permutation_invariant"]["iou"]
+        for name in ("A", "B", "overlap"):
+            ious[f"{half}_{name}"] = iou["chromosome_" + name if name != "overlap" else name]
+        means.append(np.nanmean([ious[f"{half}_{name}"] for name in ("A", "B", "overlap")]))
+    return float(np.mean(means)), ious
 
 
 def train(
@@ -358,22 +373,19 @@ def train(
             f"{scheduler.get_last_lr()[0]:.6g}",
             f"{np.mean(losses):.5f}",
             f"{score:.5f}",
-            *(f"{ious[k]:.5f}" for k in ("A", "B", "overlap")),
+            *(f"{ious.get(column[4:], float('nan')):.5f}" for column in LOG_COLUMNS[4:10]),
             f"{time.time() - started:.1f}",
             f"{waited:.1f}",
         ]
         with open(out / api.LOG_FILE, "a", newline="") as handle:
             csv.writer(handle).writerow(row)
         log.info(
-            "epoch %d/%d loss %.4f val score %.4f (A %.4f B %.4f overlap %.4f) %.1fs "
-            "(%.1fs waiting for data)",
+            "epoch %d/%d loss %.4f val score %.4f (%s) %.1fs (%.1fs waiting for data)",
             epoch + 1,
             total_epochs,
             np.mean(losses),
             score,
-            ious["A"],
-            ious["B"],
-            ious["overlap"],
+            " ".join(f"{name} {value:.4f}" for name, value in ious.items()),
             time.time() - started,
             waited,
         )

@@ -50,9 +50,6 @@ class Crops:
             )
         )
 
-    def subset(self, keep: np.ndarray) -> Crops:
-        return Crops(self.images[keep], self.targets[keep], self.counts[keep], self.complete[keep])
-
 
 CLEANING_COUNTS = ("unlabelled_pieces", "crops_with_ignored_pixels", "end_to_end_clusters_left_out")
 

@@ -46,14 +46,16 @@ def synthetic_sets(
             empty = dataset.Crops.concatenate([])
             sets[name] = (empty.images, empty.targets)
             continue
-        sizes = {3: 0.4, 4: 0.35, 5: 0.25} if kinds is None else options.get("cluster_sizes")
+        set_options = {**options, "band_fraction": band_fraction}
+        if kinds is None:  # clusters of 3-5; pairs of the given kinds otherwise
+            set_options["cluster_sizes"] = {3: 0.4, 4: 0.35, 5: 0.25}
         sets[name] = synthetic.make_clusters(
             prepared.singles,
             np.asarray(ratios, np.float32),
             count,
             seed + offset,
             int(data_config["margin"]),
-            {**options, "band_fraction": band_fraction, "cluster_sizes": sizes or {2: 1}},
+            set_options,
             kinds,
         )
     return sets
@@ -163,17 +165,11 @@ def crop_scores(labels: np.ndarray, targets: np.ndarray) -> np.ndarray:
     """Per crop ``(N,)`` float: mean permutation-invariant IoU over the classes A, B, overlap
     present in the target or the prediction (1 when neither has any): what ``worst`` sorts by."""
     labels = metrics.best_assignment(labels, targets)
-    valid = targets != metrics.IGNORE
     out = np.ones(len(labels))
     for index in range(len(labels)):
-        ious = []
-        for cls in (1, 2, 3):
-            p = (labels[index] == cls) & valid[index]
-            t = targets[index] == cls
-            union = (p | t).sum()
-            if union:
-                ious.append((p & t).sum() / union)
-        out[index] = np.mean(ious) if ious else 1.0
+        iou = metrics.scores(metrics.confusion(labels[index], targets[index]))["iou"]
+        present = [v for name, v in iou.items() if name != "background" and not np.isnan(v)]
+        out[index] = np.mean(present) if present else 1.0
     return out
 
 

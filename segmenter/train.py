@@ -206,9 +206,9 @@ def _validate(model: api.Segmenter, val_sets: dict) -> tuple[float, dict]:
             continue
         labels, _ = api.segment(model, images, batch_size=256)
         iou = metrics.evaluate_labels(labels, targets)["permutation_invariant"]["iou"]
-        for name in ("A", "B", "overlap"):
-            ious[f"{half}_{name}"] = iou["chromosome_" + name if name != "overlap" else name]
-        means.append(np.nanmean([ious[f"{half}_{name}"] for name in ("A", "B", "overlap")]))
+        named = {"A": iou["chromosome_A"], "B": iou["chromosome_B"], "overlap": iou["overlap"]}
+        ious.update({f"{half}_{name}": value for name, value in named.items()})
+        means.append(np.nanmean(list(named.values())))
     return float(np.mean(means)), ious
 
 

@@ -97,7 +97,7 @@ def batch_jobs(inputs: list[str], count: int) -> list:
 
 def load_grey(jobs: list) -> list:
     """The normalised float32 grey images, as every stage takes them."""
-    from pipeline.imageio import normalise, read_image
+    from pipeline.core.imageio import normalise, read_image
 
     return [normalise(read_image(job.path)) for job in jobs]
 

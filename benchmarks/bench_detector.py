@@ -31,7 +31,7 @@ import yaml
 
 from detector.api import PRETRAINED, WEIGHTS_FILE, Detector, detect, load_model
 from detector.model import BACKBONES, build_model
-from pipeline.imageio import normalise, read_image
+from pipeline.core.imageio import normalise, read_image
 
 ROOT = Path(__file__).resolve().parent.parent
 SAMPLES = ROOT / "data" / "samples"

@@ -25,8 +25,8 @@ from pathlib import Path
 import numpy as np
 import tifffile
 
-from pipeline.adir import find_images
-from pipeline.imageio import read_image, to_grey
+from pipeline.core.adir import find_images
+from pipeline.core.imageio import read_image, to_grey
 
 TILE_ROWS, TILE_COLS = 517, 645  # the usual ADIR metaphase
 

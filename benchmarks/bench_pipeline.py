@@ -27,7 +27,7 @@ import time
 from pathlib import Path
 
 from pipeline.config import load_config
-from pipeline.imageio import read_image
+from pipeline.core.imageio import read_image
 from pipeline.inputs import find_jobs
 from pipeline.models import load_models
 from pipeline.run import run_batch

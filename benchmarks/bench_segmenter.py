@@ -1,7 +1,7 @@
 """Segmenter inference speed on this machine's CPU (batch of crops, median after a warm-up).
 
     python benchmarks/bench_segmenter.py                       # the shipped model
-    python benchmarks/bench_segmenter.py --model runs/segmenter_hu2017
+    python benchmarks/bench_segmenter.py --model runs/segmenter_hu2017/model
     python benchmarks/bench_segmenter.py --config configs/segmenter.yaml   # untrained layout
 
 Prints multiply-adds per 88x88 crop, weights file size, and crops/s (median of --runs timed

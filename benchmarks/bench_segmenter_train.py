@@ -14,6 +14,7 @@ the first N batches of each epoch (a quick look; the JSON says so).
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import itertools
 import json
 import platform
@@ -22,36 +23,32 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from torch.utils.data import DataLoader
 
-from pipeline import adir
+from pipeline.core import adir, engine
+from pipeline.core.device import bf16_available
 from pipeline.outputs import write_json
-from segmenter import api, dataset
+from segmenter import dataset
 from segmenter.model import build_model
-from segmenter.train import load_config, loader_arguments, optimisation, train_one_epoch
+from segmenter.train import load_config, training
 
 
 def time_epoch(config: dict, training_set, bf16: bool, batches: int | None) -> dict:
     torch.manual_seed(0)
     device = torch.device("cpu")
     net = build_model(config["model"]).to(device, memory_format=torch.channels_last)
-    arguments = loader_arguments(config["train"], device)
-    steps = len(training_set) // arguments["batch_size"]
-    optimizer, scheduler = optimisation(net, config["train"], steps)
-    loader = DataLoader(training_set, generator=torch.Generator().manual_seed(0), **arguments)
+    stage = dataclasses.replace(training(net, training_set, config, {}, device), bf16=bf16)
+    loader = stage.batches(0)
     chosen = loader if batches is None else itertools.islice(loader, batches)
     started = time.perf_counter()
-    losses, waited = train_one_epoch(
-        net, chosen, optimizer, scheduler, float(config["train"]["dice_weight"]), bf16
-    )
+    losses, waited = engine.train_one_epoch(stage, chosen, f"bf16 {bf16}")
     seconds = time.perf_counter() - started
     return {
         "bf16": bf16,
-        "batches": len(losses),
+        "batches": len(loader) if batches is None else min(batches, len(loader)),
         "seconds": seconds,
         "data_wait_seconds": waited,
         "data_wait_share": waited / seconds,
-        "mean_loss": float(np.mean(losses)),
+        "mean_loss": losses["loss"],
     }
 
 
@@ -95,7 +92,7 @@ def main() -> None:
         + " ".join(f"--{key} {value}" for key, value in vars(args).items() if value is not None),
         "machine": platform.processor() or platform.machine(),
         "torch_threads": torch.get_num_threads(),
-        "bf16_available": api.bf16_available(torch.device("cpu")),
+        "bf16_available": bf16_available(torch.device("cpu")),
         "config": json.loads(json.dumps(config["train"])),
         "whole_epoch": args.batches is None,
         "epochs": epochs,

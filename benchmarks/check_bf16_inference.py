@@ -22,7 +22,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from pipeline import adir
+from pipeline.core import adir
+from pipeline.core.device import bf16_available
 from pipeline.outputs import write_json
 from segmenter import api, dataset, metrics
 
@@ -58,7 +59,7 @@ def main() -> None:
         "max_probability_difference": float(np.abs(p16 - p32).max()),
         "crops_with_other_chromosomes": int((~same).sum()),
         "crops_per_second": {k: statistics.median(v) for k, v in timings.items()},
-        "bf16_available": api.bf16_available(torch.device("cpu")),
+        "bf16_available": bf16_available(torch.device("cpu")),
     }
     print(
         f"{results['crops']} crops: {100 * results['pixels_with_other_label']:.3f} % of pixels "

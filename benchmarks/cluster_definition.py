@@ -23,7 +23,7 @@ import numpy as np
 from tqdm import tqdm
 
 from detector.evaluate import summarise
-from pipeline import adir
+from pipeline.core import adir
 from pipeline.outputs import write_json
 
 CHANGES_PX = (-2, -1, 1, 2)

@@ -9,7 +9,7 @@ them (8-connected components of the mask, >= 20 px; chromosomes of a pair that t
 For each ``input_scale`` the script prints recall and precision at IoU 0.5 at the model's score
 threshold, and recall with every box the network returns (score >= its ``box_score_thresh``):
 what a lower threshold could reach. Its chromosomes are about twice as wide as ADIR's, so the
-README advises ``--scale 0.5`` for such images.
+docs/usage.md advises ``--scale 0.5`` for such images.
 """
 
 from __future__ import annotations
@@ -22,8 +22,8 @@ from PIL import Image
 
 from detector.api import detect, load_model
 from detector.metrics import counts_at, match
-from pipeline.adir import cluster_boxes
-from pipeline.imageio import normalise, read_image
+from pipeline.core.adir import cluster_boxes
+from pipeline.core.imageio import normalise, read_image
 from pipeline.outputs import write_json
 
 

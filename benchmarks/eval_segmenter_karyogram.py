@@ -22,8 +22,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from pipeline.adir import masks_to_boxes
-from pipeline.imageio import normalise, read_image
+from pipeline.core.adir import masks_to_boxes
+from pipeline.core.imageio import normalise, read_image
 from pipeline.outputs import write_json, write_png
 from segmenter import api, crops, evaluate
 from segmenter.metrics import crop_instances

@@ -3,7 +3,7 @@ touches or overlaps) in whole metaphase images, with torchvision Faster R-CNN.
 
 Python API (``detector.api``; torch is imported there, not here)::
 
-    from pipeline.imageio import read_image, normalise
+    from pipeline.core.imageio import read_image, normalise
     from detector.api import load_model, detect, detect_batch
 
     model = load_model()                      # shipped model (detector/pretrained); or a folder

@@ -1,31 +1,28 @@
 """Python API of the detector: load a model folder, find cluster boxes in normalised images.
 
-A model folder holds ``config.yaml`` (the resolved training config), ``weights.pt`` (state_dict
-only), ``thresholds.json`` (``score_threshold`` chosen on the validation slides), and
-``metrics.json`` (what ``chromoseg eval detector`` printed on its test split).
+A model folder (``pipeline.core.modelfolder``) holds ``config.yaml`` (the resolved training
+config), ``weights.pt`` (state_dict only), ``thresholds.json`` (``score_threshold`` chosen on the
+validation slides), and ``metrics.json`` (what ``chromoseg eval detector`` printed on its test
+split).
 """
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 
 import cv2
 import numpy as np
 import torch
-import yaml
 
 from detector.model import build_model
-from pipeline import InputError
+from pipeline.core.device import select_device
+from pipeline.core.errors import ModelError
+from pipeline.core.modelfolder import ModelFolder
 
 PRETRAINED = Path(__file__).resolve().parent / "pretrained"
-CONFIG_FILE, WEIGHTS_FILE, THRESHOLDS_FILE = "config.yaml", "weights.pt", "thresholds.json"
+STAGE, THRESHOLDS_FILE = "detector", "thresholds.json"
 RED, GREEN, YELLOW = (0, 0, 255), (0, 200, 0), (0, 220, 255)  # BGR, for draw_boxes
-
-
-class ModelError(InputError):
-    """A model folder that cannot be loaded, with a one-line message for the user."""
 
 
 @dataclass
@@ -38,37 +35,20 @@ class Detector:
     device: torch.device
 
 
-def save_model(
-    network: torch.nn.Module, config: dict, folder: str | Path, thresholds: dict
-) -> Path:
-    """Write a model folder (config.yaml, weights.pt, thresholds.json); returns the folder."""
-    folder = Path(folder)
-    folder.mkdir(parents=True, exist_ok=True)
-    (folder / CONFIG_FILE).write_text(yaml.safe_dump(config, sort_keys=False))
-    state = {name: tensor.detach().cpu() for name, tensor in network.state_dict().items()}
-    torch.save(state, folder / WEIGHTS_FILE)
-    (folder / THRESHOLDS_FILE).write_text(json.dumps(thresholds, indent=2) + "\n")
-    return folder
-
-
-def load_model(folder: str | Path | None = None, device: str = "cpu") -> Detector:
-    """Load a model folder (None: the shipped ``detector/pretrained``) onto ``device``."""
-    folder = PRETRAINED if folder is None else Path(folder)
-    missing = [
-        name
-        for name in (CONFIG_FILE, WEIGHTS_FILE, THRESHOLDS_FILE)
-        if not (folder / name).is_file()
-    ]
-    if missing:
-        raise ModelError(f"{folder} is not a detector model folder (missing {', '.join(missing)})")
-    config = yaml.safe_load((folder / CONFIG_FILE).read_text())
-    network = build_model(config["model"])
-    state = torch.load(folder / WEIGHTS_FILE, map_location="cpu", weights_only=True)
-    network.load_state_dict(state)
-    device = torch.device(device)
+def load_model(folder: str | Path | None = None, device: str | None = "cpu") -> Detector:
+    """Load a model folder (None: the shipped ``detector/pretrained``) onto ``device`` (None:
+    cuda when available); ``pipeline.core.errors.ModelError`` for a folder that is not a usable
+    detector."""
+    model_folder = ModelFolder(
+        PRETRAINED if folder is None else folder, STAGE, required=(THRESHOLDS_FILE,)
+    )
+    network = model_folder.network(build_model)
+    threshold = model_folder.read_json(THRESHOLDS_FILE).get("score_threshold")
+    if not isinstance(threshold, int | float):
+        raise ModelError(f"{model_folder.path / THRESHOLDS_FILE} has no score_threshold")
+    device = select_device(device)
     network.to(device).eval()
-    threshold = json.loads((folder / THRESHOLDS_FILE).read_text())["score_threshold"]
-    return Detector(network, config, float(threshold), device)
+    return Detector(network, model_folder.config, float(threshold), device)
 
 
 def detect_batch(

@@ -8,7 +8,7 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
-from pipeline.adir import MIN_PIXELS, masks_to_boxes
+from pipeline.core.adir import MIN_PIXELS, masks_to_boxes
 
 NUCLEUS_MIN_PIXELS = 1000
 NUCLEUS_MAX_LABELLED = 0.1

@@ -22,7 +22,7 @@ def register(groups) -> None:
     train = groups["train"].add_parser("detector", help="train the cluster detector")
     train.add_argument("--config", default="configs/detector.yaml", help="YAML config")
     train.add_argument("--data", required=True, help="ADIR-format folder (*D.tif + *K.tif)")
-    train.add_argument("--out", default="runs/detector", help="run folder (default runs/detector)")
+    train.add_argument("--out", default="runs/detector", help="run folder; the model goes to OUT/model (default: runs/detector)")
     train.add_argument("--resume", action="store_true", help="continue from OUT/checkpoint.pt")
     train.add_argument("--epochs", type=int, help="override the config's train.epochs")
     train.add_argument("--device", choices=("cpu", "cuda"), help="default: cuda if available")
@@ -79,7 +79,7 @@ def run_train(args) -> int:
     import yaml
 
     from detector.train import train
-    from pipeline import InputError
+    from pipeline.core.errors import InputError
 
     try:
         config = yaml.safe_load(Path(args.config).read_text())
@@ -94,7 +94,7 @@ def run_train(args) -> int:
 def run_eval(args) -> int:
     from detector.api import load_model
     from detector.evaluate import evaluate
-    from pipeline import adir
+    from pipeline.core import adir
 
     model = load_model(args.model, args.device)
     chosen = adir.select(adir.find_images(args.data), args.part)
@@ -126,7 +126,7 @@ def expand(inputs: list[str]) -> list[Path]:
 
 def run_detect(args) -> int:
     from detector.api import RED, detect, draw_boxes, load_model
-    from pipeline.imageio import ImageReadError, normalise, read_image
+    from pipeline.core.imageio import ImageReadError, normalise, read_image
     from pipeline.outputs import write_png
 
     model = load_model(args.model, args.device)

@@ -2,7 +2,7 @@
 
 A ``Sample`` is one metaphase: ``image`` ``(H, W)`` float32 in [0, 1] from
 ``pipeline.imageio.normalise`` (chromosomes bright), ``boxes`` float32 ``(N, 4)`` x0, y0, x1, y1
-(pixel edges) of the clusters of its K image (``pipeline.adir.cluster_boxes``: 8-connected
+(pixel edges) of the clusters of its K image (``pipeline.core.adir.cluster_boxes``: 8-connected
 components of K > 0 with >= 20 pixels; nuclei and debris are 0 in K, so they are background).
 
 Augmentation (albumentations, image and boxes together, ``augment`` section of the config): flips,
@@ -21,8 +21,8 @@ import cv2
 import numpy as np
 import torch
 
-from pipeline import adir
-from pipeline.imageio import normalise
+from pipeline.core import adir
+from pipeline.core.imageio import normalise
 
 
 @dataclass

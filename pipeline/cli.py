@@ -12,7 +12,8 @@ import argparse
 import importlib
 import sys
 
-from pipeline import InputError, __version__
+from pipeline import __version__
+from pipeline.core.errors import InputError
 
 STAGE_CLIS = (
     "segmenter.cli",

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import yaml
 
-from pipeline import InputError
+from pipeline.core.errors import InputError
 
 DEFAULTS = {
     "polarity": "auto",

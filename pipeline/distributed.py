@@ -39,7 +39,7 @@ from dataclasses import replace
 from functools import partial
 from pathlib import Path
 
-from pipeline import InputError
+from pipeline.core.errors import InputError
 from pipeline.inputs import ImageJob
 from pipeline.measure import column_names
 from pipeline.models import Models, load_models

@@ -1,6 +1,6 @@
 """End-to-end evaluation (``chromoseg eval pipeline``) on ADIR-format labelled metaphases.
 
-True chromosomes: ``pipeline.adir.chromosome_instances`` (DESIGN.md's definition). Predicted
+True chromosomes: ``pipeline.core.adir.chromosome_instances`` (DESIGN.md's definition). Predicted
 chromosomes are matched to true ones one-to-one (Hungarian assignment on mask IoU, pairs below
 ``IOU_THRESHOLD`` = 0.5 unmatched). Figures pooled over all images: instance precision (matched /
 predicted), recall (matched / true), F1, the mean IoU of the matched pairs; per metaphase the
@@ -19,7 +19,7 @@ import numpy as np
 from scipy.optimize import linear_sum_assignment
 from skimage.filters import threshold_otsu
 
-from pipeline.adir import MIN_PIXELS, AdirImage, chromosome_instances, load
+from pipeline.core.adir import MIN_PIXELS, AdirImage, chromosome_instances, load
 from pipeline.inputs import ImageJob
 from pipeline.models import Models
 from pipeline.run import (

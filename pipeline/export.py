@@ -3,12 +3,12 @@
 Run ``chromoseg run``, correct the label TIFFs where the pipeline went wrong (napari or Fiji:
 plane 0 holds each chromosome, plane 1 the second chromosome at overlap pixels; see
 ``pipeline.outputs``), then export: every image the run processed becomes an ADIR-format pair
-(``pipeline.adir``) that ``chromoseg train detector|segmenter --init ...`` reads:
+(``pipeline.core.adir``) that ``chromoseg train detector|segmenter --init ...`` reads:
 
 - ``<id>__<slide>/<image>D.tif``: the image as the run saw it (``pipeline.imageio.normalise``
   with the run's polarity, chromosomes bright), uint8;
 - ``<id>__<slide>/<image>K.tif``: its chromosomes from the label TIFF
-  (``pipeline.adir.labels_from_instances``: 255 at overlaps, colours 1..24 elsewhere).
+  (``pipeline.core.adir.labels_from_instances``: 255 at overlaps, colours 1..24 elsewhere).
 
 ADIR names a slide by the first three characters of its folder, so each slide of the run gets a
 three-digit ``<id>`` (001, 002, ... in sorted order); ``slides.json`` maps them back. Training
@@ -24,9 +24,9 @@ from pathlib import Path
 import numpy as np
 import tifffile
 
-from pipeline import InputError
-from pipeline.adir import labels_from_instances
-from pipeline.imageio import normalise, read_image
+from pipeline.core.adir import labels_from_instances
+from pipeline.core.errors import InputError
+from pipeline.core.imageio import normalise, read_image
 from pipeline.outputs import read_label_tiff, write_atomic, write_json
 
 MANIFEST = "run.json"

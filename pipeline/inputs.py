@@ -23,7 +23,7 @@ import glob
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 
-from pipeline import InputError
+from pipeline.core.errors import InputError
 
 IMAGE_SUFFIXES = (".tif", ".tiff", ".png", ".jpg", ".jpeg", ".bmp")
 

@@ -1,5 +1,5 @@
 """Per-chromosome measurements: one table row per instance (columns documented in
-``TABLE_COLUMNS`` and in the README).
+``TABLE_COLUMNS`` and in docs/usage.md).
 
 Geometry is in pixels of the full image (pixel-edge coordinates: the pixel at row r, column c
 covers x in [c, c+1), y in [r, r+1), so its centre is (c + 0.5, r + 0.5)).
@@ -26,7 +26,7 @@ from skimage.morphology import skeletonize
 
 from pipeline.stitch import Instance, boxes_meet, intersection_pixels
 
-# (column, unit, meaning): the README's column table is this list.
+# (column, unit, meaning): the column table of docs/usage.md is this list.
 TABLE_COLUMNS = [
     ("slide", "", "slide id: the name of the folder holding the image"),
     ("image", "", "image path relative to the input root it was found under"),

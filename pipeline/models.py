@@ -13,14 +13,12 @@ or tile that gets that many may hold more clusters than were found.
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import numpy as np
 
-from pipeline import InputError
+from pipeline.core.modelfolder import ModelFolder
 
 
 @dataclass
@@ -32,60 +30,16 @@ class Models:
     max_boxes: int | None = None
 
 
-def sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as file:
-        for block in iter(lambda: file.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
-def _folder(folder, pretrained: Path) -> Path:
-    path = Path(folder) if folder else pretrained
-    if not (path / "weights.pt").is_file():
-        raise InputError(f"no trained model in {path} (expected config.yaml and weights.pt)")
-    return path
-
-
-def _describe(path: Path) -> dict:
-    return {"folder": str(path), "weights_sha256": sha256(path / "weights.pt")}
-
-
-def initial_weights(
-    folder: str | Path, model_config: dict, resolve=lambda layout: layout
-) -> tuple[dict, dict]:
-    """Where a fine-tuning run starts, for either stage: the record ``{"folder",
-    "weights_sha256"}`` of a model folder (``config.yaml`` + ``weights.pt``) and its state_dict
-    (on the CPU). InputError when it is not a model folder, or when its network (``resolve`` of
-    its config's ``model`` section) is not ``model_config``."""
-    import torch
-    import yaml
-
-    folder = Path(folder)
-    if not (folder / "weights.pt").is_file() or not (folder / "config.yaml").is_file():
-        raise InputError(f"--init: {folder} is not a model folder (config.yaml + weights.pt)")
-    theirs = resolve((yaml.safe_load((folder / "config.yaml").read_text()) or {}).get("model"))
-    if theirs != model_config:
-        raise InputError(
-            f"--init: the network of {folder} ({theirs}) is not the config's ({model_config})"
-        )
-    state = torch.load(folder / "weights.pt", map_location="cpu", weights_only=True)
-    return _describe(folder), state
-
-
 def load_models(config: dict, device: str = "cpu") -> Models:
     """The detector and segmenter named in a pipeline config (None: the shipped ones); the crop
     margin is the segmenter's own unless the config sets ``segmenter.margin``."""
     from detector import api as detector_api
     from segmenter import api as segmenter_api
 
-    detector_folder = _folder(config["detector"]["model"], detector_api.PRETRAINED)
-    segmenter_folder = _folder(config["segmenter"]["model"], segmenter_api.PRETRAINED)
-    try:
-        detector_model = detector_api.load_model(detector_folder, device=device)
-        segmenter_model = segmenter_api.load_model(segmenter_folder, device=device)
-    except ValueError as error:  # the stages' ModelError: a one-line message
-        raise InputError(str(error)) from error
+    detector_folder = config["detector"]["model"] or detector_api.PRETRAINED
+    segmenter_folder = config["segmenter"]["model"] or segmenter_api.PRETRAINED
+    detector_model = detector_api.load_model(detector_folder, device=device)
+    segmenter_model = segmenter_api.load_model(segmenter_folder, device=device)
     margin = config["segmenter"]["margin"]
     batch_size = int(config["segmenter"]["batch_size"])
 
@@ -104,6 +58,9 @@ def load_models(config: dict, device: str = "cpu") -> Models:
         detect=detect,
         segment=segment,
         margin=segmenter_model.margin if margin is None else int(margin),
-        info={"detector": _describe(detector_folder), "segmenter": _describe(segmenter_folder)},
+        info={
+            "detector": ModelFolder(detector_folder, detector_api.STAGE).describe(),
+            "segmenter": ModelFolder(segmenter_folder, segmenter_api.STAGE).describe(),
+        },
         max_boxes=detector_model.config["model"].get("box_detections_per_img"),
     )

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from pipeline.imageio import HIGH_PERCENTILE, LOW_PERCENTILE, POLARITIES, is_dark_on_bright
+from pipeline.core.imageio import HIGH_PERCENTILE, LOW_PERCENTILE, POLARITIES, is_dark_on_bright
 from segmenter.crops import CropGeometry, crop_image
 
 ROW_BLOCK = 1024  # rows converted at a time by ``to_uint8``

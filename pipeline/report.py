@@ -28,7 +28,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from pipeline import InputError
+from pipeline.core.errors import InputError
 from pipeline.outputs import write_atomic
 
 REPORT_NAME = "report.html"

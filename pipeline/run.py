@@ -39,8 +39,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from pipeline import InputError, __version__
-from pipeline.imageio import read_image, to_grey
+from pipeline import __version__
+from pipeline.core.errors import InputError
+from pipeline.core.imageio import read_image, to_grey
 from pipeline.inputs import ImageJob
 from pipeline.measure import column_names, measure
 from pipeline.models import Models

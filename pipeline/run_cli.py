@@ -7,7 +7,7 @@ import sys
 from functools import partial
 from pathlib import Path
 
-from pipeline import InputError
+from pipeline.core.errors import InputError
 
 SAMPLES = Path(__file__).resolve().parent.parent / "data" / "samples"
 DEFAULT_OUT = "chromoseg-results"
@@ -187,7 +187,7 @@ def run_command(args) -> int:
 def eval_command(args) -> int:
     from tqdm import tqdm
 
-    from pipeline.adir import find_images, select
+    from pipeline.core.adir import find_images, select
     from pipeline.evaluate import evaluate
 
     images = select(find_images(args.data), args.part)

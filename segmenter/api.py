@@ -19,17 +19,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-import yaml
 
-from pipeline import InputError
+from pipeline.core.device import select_device, use_bf16
+from pipeline.core.modelfolder import ModelFolder
 
 PRETRAINED = Path(__file__).resolve().parent / "pretrained"
-CONFIG_FILE, WEIGHTS_FILE, METRICS_FILE = "config.yaml", "weights.pt", "metrics.json"
-LOG_FILE, SPLIT_FILE = "train_log.csv", "split.json"
-
-
-class ModelError(InputError):
-    """A model folder that cannot be loaded, with a one-line message for the user."""
+STAGE = "segmenter"
 
 
 @dataclass
@@ -47,70 +42,15 @@ class Segmenter:
         return int(self.config["data"]["margin"])
 
 
-def select_device(name: str | None = None):
-    """``torch.device``: ``name`` ("cpu", "cuda", "cuda:1"), else cuda when available, else cpu."""
-    import torch
-
-    if name is None:
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name.startswith("cuda") and not torch.cuda.is_available():
-        raise ModelError(f"device {name!r} asked for, but CUDA is not available here")
-    return torch.device(name)
-
-
-def bf16_available(device) -> bool:
-    """Whether bf16 autocast is fast on ``device`` (a ``torch.device``): CUDA with bf16 support,
-    or a CPU with AMX or AVX-512 BF16 (read from ``/proc/cpuinfo``; elsewhere, False)."""
-    import torch
-
-    if device.type == "cuda":
-        return torch.cuda.is_bf16_supported()
-    if device.type != "cpu":
-        return False
-    try:
-        flags = Path("/proc/cpuinfo").read_text()
-    except OSError:
-        return False
-    return any(flag in flags.split() for flag in ("amx_bf16", "avx512_bf16"))
-
-
-def use_bf16(setting, device) -> bool:
-    """A config's ``bf16`` setting (``auto``, true or false) resolved for ``device``."""
-    if setting in (None, "auto"):
-        return bf16_available(device)
-    return bool(setting)
-
-
-def save_model(net, config: dict, folder: str | Path) -> Path:
-    """Write ``config.yaml`` and ``weights.pt`` (state_dict, float32, on CPU) into ``folder``."""
-    import torch
-
-    folder = Path(folder)
-    folder.mkdir(parents=True, exist_ok=True)
-    (folder / CONFIG_FILE).write_text(yaml.safe_dump(config, sort_keys=False))
-    state = {key: value.detach().cpu() for key, value in net.state_dict().items()}
-    torch.save(state, folder / WEIGHTS_FILE)
-    return folder
-
-
 def load_model(folder: str | Path | None = None, device: str | None = None) -> Segmenter:
-    """Load a model folder (None: the shipped ``segmenter/pretrained``) onto ``device``."""
-    import torch
-
+    """Load a model folder (None: the shipped ``segmenter/pretrained``) onto ``device``;
+    ``pipeline.core.errors.ModelError`` for a folder that is not a usable segmenter."""
     from segmenter.model import build_model, for_inference
 
-    folder = PRETRAINED if folder is None else Path(folder)
-    for name in (CONFIG_FILE, WEIGHTS_FILE):
-        if not (folder / name).is_file():
-            raise ModelError(f"not a segmenter model folder: {folder} (no {name})")
-    config = yaml.safe_load((folder / CONFIG_FILE).read_text())
-    try:
-        net = build_model(config["model"])
-        net.load_state_dict(torch.load(folder / WEIGHTS_FILE, map_location="cpu"))
-    except (KeyError, TypeError, ValueError, RuntimeError) as error:
-        raise ModelError(f"cannot load the segmenter model in {folder}: {error}") from error
+    model_folder = ModelFolder(PRETRAINED if folder is None else folder, STAGE, sections=("data",))
+    net = model_folder.network(build_model)
     target = select_device(device)
-    return Segmenter(for_inference(net).to(target), config, target)
+    return Segmenter(for_inference(net).to(target), model_folder.config, target)
 
 
 def segment(
@@ -123,7 +63,8 @@ def segment(
     ``batch_size`` crops (the last one padded with blank crops), so that a crop's result does not
     depend on which other crops it is segmented with (the CPU kernels differ by batch size).
 
-    With ``inference.bf16`` in the model's config (``auto``: where ``bf16_available``) the
+    With ``inference.bf16`` in the model's config (``auto``: where
+    ``pipeline.core.device.bf16_available``) the
     network runs under bf16 autocast (off when the setting is absent).
 
     With ``inference.flip_average`` in the model's config (the shipped model has it), every crop

@@ -12,6 +12,7 @@ CROP_SUFFIXES = (".png", ".tif", ".tiff", ".jpg", ".jpeg", ".bmp")
 
 
 def _train(args) -> int:
+    from pipeline.core.engine import MODEL_FOLDER
     from segmenter.train import load_config, train
 
     config = load_config(args.config)
@@ -26,7 +27,7 @@ def _train(args) -> int:
         args.init,
         args.singles,
     )
-    print(f"model folder: {args.out}")
+    print(f"model folder: {Path(args.out) / MODEL_FOLDER}")
     return 0
 
 
@@ -42,14 +43,15 @@ def _load_model(args):
 
 
 def _eval(args) -> int:
-    from pipeline.adir import DatasetError
+    from pipeline.core.adir import DatasetError
+    from pipeline.core.modelfolder import SPLIT_FILE
     from segmenter import api, evaluate
 
     if args.data is None and args.h5 is None:
         raise DatasetError("give --data DIR (ADIR-format folder) and/or --h5 FILE")
     model = _load_model(args)
     folder = api.PRETRAINED if args.model is None else Path(args.model)
-    split_file = folder / api.SPLIT_FILE
+    split_file = folder / SPLIT_FILE
     split = json.loads(split_file.read_text()) if split_file.is_file() else None
     sets = evaluate.held_out_sets(
         args.data, split, model.config["data"], args.h5, args.workers, args.part
@@ -88,8 +90,8 @@ def read_crops(paths: list[str]):
     import cv2
     import numpy as np
 
-    from pipeline.adir import DatasetError
-    from pipeline.imageio import read_image, to_grey
+    from pipeline.core.adir import DatasetError
+    from pipeline.core.imageio import read_image, to_grey
     from segmenter.crops import CROP_SIZE
 
     stacks = []
@@ -201,7 +203,7 @@ def register(groups) -> None:
         "chromoseg mine-singles, or any ADIR-format folder (repeatable)",
     )
     train.add_argument(
-        "--out", default="runs/segmenter", help="run / model folder (default: runs/segmenter)"
+        "--out", default="runs/segmenter", help="run folder; the model goes to OUT/model (default: runs/segmenter)"
     )
     train.add_argument("--resume", action="store_true", help="continue from --out/checkpoint.pt")
     train.add_argument("--epochs", type=int, help="override the config's epoch count")

@@ -3,7 +3,7 @@
 Every cluster of a labelled metaphase becomes a crop (``segmenter.crops`` geometry, the config's
 ``margin``) of the image normalised by ``pipeline.imageio.normalise`` (the pipeline's own input),
 with its target from ``segmenter.targets``. Single-chromosome clusters also feed the synthetic
-pairs (``segmenter.synthetic``). Splits are by slide (``pipeline.adir``).
+pairs (``segmenter.synthetic``). Splits are by slide (``pipeline.core.adir``).
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 import cv2
 import numpy as np
 
-from pipeline import adir, imageio
+from pipeline.core import adir, imageio
 from segmenter import crops, synthetic
 from segmenter.targets import IGNORE, cluster_chromosomes, meet_end_to_end, target_from_instances
 

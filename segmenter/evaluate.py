@@ -17,7 +17,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from pipeline import adir
+from pipeline.core import adir
 from segmenter import api, dataset, metrics, synthetic
 from segmenter.h5data import load_h5_pairs
 from segmenter.targets import CLASS_NAMES

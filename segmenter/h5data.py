@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
-from pipeline.adir import DatasetError
+from pipeline.core.adir import DatasetError
 from segmenter.crops import CROP_SIZE
 
 DATASET_KEY = "dataset_1"

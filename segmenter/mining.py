@@ -23,7 +23,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from pipeline import adir, imageio
+from pipeline.core import adir, imageio
 from pipeline.outputs import write_png
 
 NOISE_PIXELS = 30

@@ -117,7 +117,8 @@ def half_maximum_mask(window: np.ndarray, mask: np.ndarray, background: float) -
     level = background + 0.5 * (float(np.median(window[mask])) - background)
     grown = cv2.dilate(mask.astype(np.uint8), _SQUARE3).astype(bool)
     edge = ndimage.binary_fill_holes(grown & (window >= level))
-    count, pieces, stats, _ = cv2.connectedComponentsWithStats(edge.astype(np.uint8), connectivity=8)
+    edge = edge.astype(np.uint8)
+    count, pieces, stats, _ = cv2.connectedComponentsWithStats(edge, connectivity=8)
     if count < 2:
         return mask
     return pieces == 1 + int(np.argmax(stats[1:, cv2.CC_STAT_AREA]))

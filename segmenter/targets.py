@@ -3,8 +3,8 @@
 Classes: 0 background, 1 chromosome A, 2 chromosome B, 3 overlap (pixels of two or more
 chromosomes); 255 in a training target marks pixels the loss ignores (``IGNORE``: what the labels
 cannot be trusted on, e.g. a visible chromosome that K leaves at 0). A cluster is an 8-connected
-component of ``K > 0``; its chromosomes are the instances of ``pipeline.adir.chromosome_instances``
-that lie inside it. A and B are given so that
+component of ``K > 0``; its chromosomes are the instances of
+``pipeline.core.adir.chromosome_instances`` that lie inside it. A and B are given so that
 no two touching chromosomes share a label where the touch graph allows it (2-colouring, largest
 chromosome first = A); odd cycles in the touch graph leave some same-label neighbours.
 """
@@ -14,7 +14,7 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
-from pipeline import adir
+from pipeline.core import adir
 
 BACKGROUND, CHROMOSOME_A, CHROMOSOME_B, OVERLAP = 0, 1, 2, 3
 IGNORE = 255

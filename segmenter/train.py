@@ -1,18 +1,18 @@
 """Training of the segmenter (``chromoseg train segmenter``).
 
-One run folder (``--out``) gets: ``config.yaml`` (resolved), ``split.json`` (the slide split
-used), ``checkpoint.pt`` every epoch (model, optimizer, scheduler, epoch, config, best score),
-``train_log.csv`` (per-epoch metrics), ``train.log``, and at the end the model folder's
-``weights.pt`` (the epoch with the best validation score) and ``metrics.json`` (test split).
+The epochs, checkpoints, resume rules, log and model folder are the training engine's
+(``pipeline.core.engine``): run folder ``--out`` with ``train.log``, ``train_log.csv``,
+``checkpoint.pt``, ``split.json`` and the model folder ``model/`` (the best validation epoch),
+which also gets ``metrics.json`` of the test split. This module gives the engine data, network,
+optimiser, loss and validation.
 
 Loss: per crop, cross-entropy + ``dice_weight`` x soft Dice of classes A, B and overlap, taken
 for the target as labelled and with A/B swapped, keeping the smaller (which chromosome is "A" is
 arbitrary); target pixels of 255 (``segmenter.targets.IGNORE``) count in neither.
 
-Speed: with ``train.bf16`` (``auto``: where ``segmenter.api.bf16_available`` says the device has
-fast bf16, AMX / AVX-512 BF16 on CPUs) the forward pass runs under bf16 autocast on channels-last
-tensors, the loss in float32. Each epoch's log row has the seconds spent waiting for the data
-loader (``data_wait_s``).
+Speed: with ``train.bf16`` (``auto``: where ``pipeline.core.device.bf16_available`` says the
+device has fast bf16, AMX / AVX-512 BF16 on CPUs) the forward pass runs under bf16 autocast on
+channels-last tensors, the loss in float32.
 
 Validation score: mean permutation-invariant IoU of A, B and overlap over the val slides'
 clusters of two or more chromosomes plus the synthetic sets of the val slides
@@ -21,36 +21,28 @@ clusters of two or more chromosomes plus the synthetic sets of the val slides
 
 from __future__ import annotations
 
-import csv
 import json
-import logging
-import random
-import time
 from pathlib import Path
 
 import numpy as np
 import yaml
 
-from pipeline import InputError, adir
-from pipeline.models import initial_weights
+from pipeline.core import adir, engine
+from pipeline.core.device import select_device, use_bf16
+from pipeline.core.errors import ConfigError
+from pipeline.core.modelfolder import METRICS_FILE, SPLIT_FILE, ModelFolder
 from segmenter import api, dataset, evaluate, metrics
 from segmenter.h5data import load_h5_pairs
 from segmenter.model import build_model, count_macs, resolve
 from segmenter.targets import IGNORE
 
-LOG_COLUMNS = (
-    "epoch",
-    "lr",
-    "train_loss",
-    "val_score",
+VALIDATION = (
     "val_real_A",
     "val_real_B",
     "val_real_overlap",
     "val_synthetic_A",
     "val_synthetic_B",
     "val_synthetic_overlap",
-    "seconds",
-    "data_wait_s",
 )
 REQUIRED = {
     "model": (),
@@ -65,10 +57,6 @@ REQUIRED = {
     ),
     "train": ("epochs", "batch_size", "lr", "weight_decay", "dice_weight", "workers"),
 }
-
-
-class ConfigError(InputError):
-    """A config file that cannot be used, with a one-line message for the user."""
 
 
 def load_config(path: str | Path) -> dict:
@@ -141,53 +129,53 @@ def optimisation(net, train_config: dict, total_steps: int):
     return optimizer, scheduler
 
 
-def train_one_epoch(
-    net, batches, optimizer, scheduler, dice_weight: float, bf16: bool
-) -> tuple[list[float], float]:
-    """One pass over ``batches`` (``(images (B, 1, H, W), targets (B, H, W))`` tensors): the loss
-    of every batch, and the seconds spent waiting for the next batch (the data loader)."""
+def training(net, training_set, config: dict, val_sets: dict, device) -> engine.Training:
+    """The segmenter as the engine trains it: ``net`` (on ``device``, channels-last) on
+    ``training_set`` (``dataset.TrainingSet``) with the optimiser, loss and loader of
+    ``config["train"]``, validated on ``val_sets`` (``_validate``, predicting as the config's
+    ``inference`` section says). DatasetError with less than one batch."""
     import torch
+    from torch.utils.data import DataLoader
 
-    device = next(net.parameters()).device
-    net.train()
-    losses, waited = [], 0.0
-    batches = iter(batches)
-    while True:
-        asked = time.perf_counter()
-        try:
-            images, targets = next(batches)
-        except StopIteration:
-            break
-        waited += time.perf_counter() - asked
+    train_config, seed = config["train"], int(config["seed"])
+    arguments = loader_arguments(train_config, device)
+    steps = len(training_set) // arguments["batch_size"]
+    if steps < 1:
+        raise adir.DatasetError(
+            f"only {len(training_set)} training crops, fewer than one batch "
+            f"({arguments['batch_size']}): lower train.batch_size or add data"
+        )
+    optimizer, scheduler = optimisation(net, train_config, int(train_config["epochs"]) * steps)
+    generator = torch.Generator()
+    dice_weight = float(train_config["dice_weight"])
+    model = api.Segmenter(net, config, device)
+
+    def batches(epoch: int):
+        training_set.epoch = epoch
+        generator.manual_seed(seed * 1000 + epoch)
+        return DataLoader(training_set, generator=generator, **arguments)
+
+    def losses(batch) -> dict:
+        images, targets = batch
         images = images.to(device, non_blocking=True, memory_format=torch.channels_last)
         targets = targets.to(device, non_blocking=True)
-        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
-            logits = net(images)
-        loss = pair_loss(logits, targets, dice_weight)
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
-        scheduler.step()
-        losses.append(float(loss.detach()))
-    return losses, waited
+        return {"loss": pair_loss(net(images), targets, dice_weight)}
 
+    def validation() -> dict:
+        score, ious = _validate(model, val_sets)
+        return {"score": score, **{f"val_{name}": value for name, value in ious.items()}}
 
-def _seed_everything(seed: int) -> None:
-    import torch
-
-    random.seed(seed)
-    np.random.seed(seed)
-    torch.manual_seed(seed)
-
-
-def _logger(folder: Path) -> logging.Logger:
-    logger = logging.getLogger("chromoseg.segmenter.train")
-    logger.setLevel(logging.INFO)
-    logger.handlers.clear()
-    for handler in (logging.FileHandler(folder / "train.log"), logging.StreamHandler()):
-        handler.setFormatter(logging.Formatter("%(asctime)s %(message)s"))
-        logger.addHandler(handler)
-    return logger
+    return engine.Training(
+        stage=api.STAGE,
+        network=net,
+        optimizer=optimizer,
+        scheduler=scheduler,
+        batches=batches,
+        losses=losses,
+        validate=validation,
+        columns=("loss", "score", *VALIDATION),
+        bf16=use_bf16(train_config.get("bf16", "auto"), device),
+    )
 
 
 def _validate(model: api.Segmenter, val_sets: dict) -> tuple[float, dict]:
@@ -224,48 +212,26 @@ def train(
     singles: list[str | Path] = (),
 ) -> dict:
     """Train, pick the best validation epoch, evaluate it on the test split; returns the test
-    metrics (also written to ``out/metrics.json``).
+    metrics (also written to ``out/model/metrics.json``).
 
     ``init``: a model folder whose weights the network starts from (fine-tuning; its layout
     must be the config's), recorded with its sha256 as ``train.init`` in the saved config.
     ``singles``: more ADIR-format folders (``chromoseg mine-singles``) whose single chromosomes
     join the training singles of the synthetic clusters, recorded as ``data.singles``."""
     import torch
-    from torch.utils.data import DataLoader
-    from tqdm import tqdm
 
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
-    if epochs is not None:
-        config["train"]["epochs"] = int(epochs)
+    run = engine.start(api.STAGE, config, out, resume, epochs, init)
+    config, out, log = run.config, run.out, run.log
     data_config, train_config = config["data"], config["train"]
-    log = _logger(out)
-    checkpoint_path = out / "checkpoint.pt"
-    checkpoint = None
-    if resume:
-        if init is not None:
-            raise ConfigError("--resume continues a run from its checkpoint: it takes no --init")
-        if not checkpoint_path.is_file():
-            raise ConfigError(f"--resume: no checkpoint.pt in {out}")
-        checkpoint = torch.load(checkpoint_path, map_location="cpu", weights_only=False)
-        planned = int(checkpoint["config"]["train"]["epochs"])
-        if epochs is not None and int(epochs) != planned:
-            raise ConfigError(
-                f"--resume continues the run's own one-cycle schedule of {planned} epochs; "
-                "start a new run (another --out) to train for a different number"
-            )
-        config = checkpoint["config"]
-        data_config, train_config = config["data"], config["train"]
-    _seed_everything(int(config["seed"]))
-    target_device = api.select_device(device)
+    target_device = select_device(device)
 
     images = adir.find_images(data_dir)
     split = adir.split_for(images)
-    (out / api.SPLIT_FILE).write_text(json.dumps(split, indent=2) + "\n")
+    (out / SPLIT_FILE).write_text(json.dumps(split, indent=2) + "\n")
     workers = int(train_config["workers"])
     margin, context = int(data_config["margin"]), int(data_config["context"])
     train_data = dataset.prepare(adir.select(images, "train", split), margin, context, workers)
-    if checkpoint is None:
+    if run.checkpoint is None:
         config["data"]["singles"] = [str(folder) for folder in singles]
     for folder in config["data"].get("singles") or []:
         extra = dataset.prepare(adir.find_images(folder), margin, context, workers)
@@ -310,16 +276,15 @@ def train(
         train_data.cleaning,
     )
 
-    initial_state = None
-    if checkpoint is None:  # a resumed run keeps its own record
-        config["train"].pop("init", None)
-        if init is not None:
-            config["train"]["init"], initial_state = initial_weights(init, config["model"], resolve)
     # channels-last: faster convolutions on CPU (the inference form uses it too)
     net = build_model(config["model"]).to(target_device, memory_format=torch.channels_last)
-    if initial_state is not None:
-        net.load_state_dict(initial_state)
-        log.info("initialised from %s", init)
+    if run.checkpoint is None:  # a resumed run keeps its own record
+        config["train"].pop("init", None)
+        if init is not None:
+            folder = ModelFolder(init, api.STAGE)
+            net.load_state_dict(folder.initial_state(config["model"], resolve))
+            config["train"]["init"] = folder.describe()
+            log.info("initialised from %s", init)
     log.info(
         "model %s: %d parameters, %.1f M multiply-adds per 88x88 crop",
         config["model"],
@@ -327,84 +292,12 @@ def train(
         count_macs(net) / 1e6,
     )
     training_set = dataset.TrainingSet(train_data, data_config, int(config["seed"]))
-    loader_args = loader_arguments(train_config, target_device)
-    steps = len(training_set) // loader_args["batch_size"]
-    if steps < 1:
-        raise adir.DatasetError(
-            f"only {len(training_set)} training crops, fewer than one batch "
-            f"({loader_args['batch_size']}): lower train.batch_size or add data"
-        )
-    total_epochs = int(train_config["epochs"])
-    optimizer, scheduler = optimisation(net, train_config, total_epochs * steps)
-    start_epoch, best_score = 0, -1.0
-    if checkpoint is not None:
-        net.load_state_dict(checkpoint["model"])
-        optimizer.load_state_dict(checkpoint["optimizer"])
-        scheduler.load_state_dict(checkpoint["scheduler"])
-        start_epoch, best_score = int(checkpoint["epoch"]), float(checkpoint["best_score"])
-        log.info("resumed after epoch %d (best val score %.4f)", start_epoch, best_score)
-    else:
-        (out / api.CONFIG_FILE).write_text(yaml.safe_dump(config, sort_keys=False))
-        with open(out / api.LOG_FILE, "w", newline="") as handle:
-            csv.writer(handle).writerow(LOG_COLUMNS)
-    model = api.Segmenter(net, config, target_device)
-    autocast = api.use_bf16(train_config.get("bf16", "auto"), target_device)
-    log.info("bf16 autocast: %s", "on" if autocast else "off")
-    generator = torch.Generator().manual_seed(int(config["seed"]))
-    for epoch in range(start_epoch, total_epochs):
-        started = time.time()
-        training_set.epoch = epoch
-        generator.manual_seed(int(config["seed"]) * 1000 + epoch)
-        loader = DataLoader(training_set, generator=generator, **loader_args)
-        losses, waited = train_one_epoch(
-            net,
-            tqdm(loader, desc=f"epoch {epoch + 1}/{total_epochs}", leave=False),
-            optimizer,
-            scheduler,
-            float(train_config["dice_weight"]),
-            autocast,
-        )
-        score, ious = _validate(model, val_sets)
-        if score > best_score:
-            best_score = score
-            api.save_model(net, config, out)
-        row = [
-            epoch + 1,
-            f"{scheduler.get_last_lr()[0]:.6g}",
-            f"{np.mean(losses):.5f}",
-            f"{score:.5f}",
-            *(f"{ious.get(column[4:], float('nan')):.5f}" for column in LOG_COLUMNS[4:10]),
-            f"{time.time() - started:.1f}",
-            f"{waited:.1f}",
-        ]
-        with open(out / api.LOG_FILE, "a", newline="") as handle:
-            csv.writer(handle).writerow(row)
-        log.info(
-            "epoch %d/%d loss %.4f val score %.4f (%s) %.1fs (%.1fs waiting for data)",
-            epoch + 1,
-            total_epochs,
-            np.mean(losses),
-            score,
-            " ".join(f"{name} {value:.4f}" for name, value in ious.items()),
-            time.time() - started,
-            waited,
-        )
-        torch.save(
-            {
-                "model": net.state_dict(),
-                "optimizer": optimizer.state_dict(),
-                "scheduler": scheduler.state_dict(),
-                "epoch": epoch + 1,
-                "config": config,
-                "best_score": best_score,
-            },
-            checkpoint_path,
-        )
-    best = api.load_model(out, str(target_device))
+    stage = training(net, training_set, config, val_sets, target_device)
+    log.info("bf16 autocast: %s", "on" if stage.bf16 else "off")
+    folder = engine.fit(run, stage)
+    best = api.load_model(folder.path, str(target_device))
     sets = evaluate.held_out_sets(data_dir, split, data_config, h5_path, workers)
     results = evaluate.evaluate(best, sets)
-    (out / api.METRICS_FILE).write_text(json.dumps(results, indent=2) + "\n")
-    log.info(
-        "test metrics (best val epoch, score %.4f):\n%s", best_score, evaluate.format_table(results)
-    )
+    (folder.path / METRICS_FILE).write_text(json.dumps(results, indent=2) + "\n")
+    log.info("test metrics (best validation epoch):\n%s", evaluate.format_table(results))
     return results

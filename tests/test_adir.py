@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import tifffile
 
-from pipeline import adir
+from pipeline.core import adir
 
 SAMPLES = Path(__file__).resolve().parent.parent / "data" / "samples" / "adir"
 

@@ -11,11 +11,13 @@ import torch
 import yaml
 
 from detector import data as detdata
-from detector.api import PRETRAINED, ModelError, detect, detect_batch, load_model, save_model
+from detector.api import PRETRAINED, detect, detect_batch, load_model
 from detector.baseline import boxes_on_nuclei, nucleus_mask, otsu_boxes
 from detector.model import build_model
-from pipeline import adir
 from pipeline.cli import main
+from pipeline.core import adir
+from pipeline.core.errors import ModelError
+from pipeline.core.modelfolder import ModelFolder
 
 CONFIG = yaml.safe_load(
     (Path(__file__).resolve().parent.parent / "configs" / "detector.yaml").read_text()
@@ -154,7 +156,8 @@ def test_save_load_round_trip_and_detect_api(tmp_path):
     torch.manual_seed(0)
     config = tiny_config()
     network = build_model(config["model"]).eval()
-    save_model(network, config, tmp_path / "model", {"score_threshold": 0.0})
+    thresholds = {"thresholds.json": json.dumps({"score_threshold": 0.0})}
+    ModelFolder.save(tmp_path / "model", network, config, "detector", thresholds)
     model = load_model(tmp_path / "model")
     image, _ = bars_image(0)
     boxes, scores = detect(model, image)
@@ -174,6 +177,11 @@ def test_save_load_round_trip_and_detect_api(tmp_path):
         detect(model, np.zeros((8, 8, 3), np.float32))
     with pytest.raises(ModelError, match="not a detector model folder"):
         load_model(tmp_path / "nothing")
+    segmenter_folder = Path(__file__).resolve().parents[1] / "segmenter" / "pretrained"
+    (tmp_path / "model" / "weights.pt").write_bytes((segmenter_folder / "weights.pt").read_bytes())
+    with pytest.raises(ModelError, match="not a usable detector model") as raised:
+        load_model(tmp_path / "model")
+    assert "\n" not in str(raised.value)  # one line for the user
 
 
 def test_otsu_baseline_and_nuclei():
@@ -220,8 +228,11 @@ def test_train_eval_detect_commands(tmp_path, capsys):
     ):
         assert (run / "model" / name).is_file()
     assert (run / "checkpoint.pt").is_file() and (run / "train.log").is_file()
-    assert main([*args, "--resume", "--epochs", "2"]) == 0
-    assert len((run / "train_log.csv").read_text().splitlines()) == 3  # header + 2 epochs
+    # the same resume rules as the segmenter's: the schedule spans the run's own epochs
+    assert main([*args, "--resume", "--epochs", "2"]) == 2
+    assert "own schedule of 1 epochs" in capsys.readouterr().err
+    assert main([*args, "--resume"]) == 0  # a finished run: nothing left to do
+    assert len((run / "train_log.csv").read_text().splitlines()) == 2  # header + 1 epoch
 
     # fine-tuning for 0 epochs gives back the weights it started from, and records them
     tuned = [*args[:-3], str(tmp_path / "tuned"), "--init", str(run / "model"), "--epochs", "0"]

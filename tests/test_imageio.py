@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 import tifffile
 
-from pipeline import InputError
+from pipeline.core.errors import InputError
 from pipeline.imageio import ImageReadError, normalise, read_image, to_grey
 
 

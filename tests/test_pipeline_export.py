@@ -10,7 +10,8 @@ import pytest
 from test_pipeline_helpers import bar_mask, crossing_pair
 from test_pipeline_run import make_slides, run
 
-from pipeline.adir import (
+from pipeline.cli import main
+from pipeline.core.adir import (
     OVERLAP_LABEL,
     DatasetError,
     chromosome_instances,
@@ -18,7 +19,6 @@ from pipeline.adir import (
     labels_from_instances,
     load,
 )
-from pipeline.cli import main
 from pipeline.export import label_masks
 from pipeline.imageio import normalise, read_image
 from pipeline.outputs import read_label_tiff

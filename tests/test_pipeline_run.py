@@ -21,8 +21,8 @@ from test_pipeline_helpers import (
     test_config,
 )
 
-from pipeline import InputError
 from pipeline.cli import main
+from pipeline.core.errors import InputError
 from pipeline.inputs import find_jobs, parse_channels
 from pipeline.outputs import decode_segmentation, read_label_tiff, write_atomic
 from pipeline.run import run_batch

@@ -11,7 +11,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from pipeline import InputError
+from pipeline.core.errors import InputError
 from pipeline.report import (
     REPORT_NAME,
     ReportOptions,

@@ -6,8 +6,8 @@ import pytest
 import tifffile
 import torch
 
-from pipeline import adir
-from segmenter import api, dataset, evaluate, metrics, mining, synthetic
+from pipeline.core import adir, device
+from segmenter import dataset, evaluate, metrics, mining, synthetic
 from segmenter.model import build_model
 from segmenter.targets import IGNORE, OVERLAP
 from segmenter.train import pair_loss
@@ -137,7 +137,7 @@ def test_synthetic_kinds_have_the_truth_they_claim(kind):
         assert len(chromosomes) == 2
         overlap = (target == OVERLAP).any()
 
-        def gap_at_most(pixels: int) -> bool:
+        def gap_at_most(pixels: int, chromosomes=chromosomes) -> bool:
             grown = torch.nn.functional.max_pool2d(
                 torch.from_numpy(chromosomes[0].astype(np.float32))[None, None],
                 2 * pixels + 1,
@@ -210,11 +210,11 @@ def test_separation_counts_chromosomes_returned_apart():
 
 def test_bf16_switch(monkeypatch):
     cpu = torch.device("cpu")
-    assert api.use_bf16(False, cpu) is False and api.use_bf16(True, cpu) is True
-    monkeypatch.setattr(api, "bf16_available", lambda device: False)
-    assert api.use_bf16("auto", cpu) is False  # unsupported: fp32
-    monkeypatch.setattr(api, "bf16_available", lambda device: True)
-    assert api.use_bf16("auto", cpu) is True
+    assert device.use_bf16(False, cpu) is False and device.use_bf16(True, cpu) is True
+    monkeypatch.setattr(device, "bf16_available", lambda _: False)
+    assert device.use_bf16("auto", cpu) is False  # unsupported: fp32
+    monkeypatch.setattr(device, "bf16_available", lambda _: True)
+    assert device.use_bf16("auto", cpu) is True
     torch.manual_seed(0)
     net = build_model({"channels": [8, 16], "norm": "batch", "skip": "add"}).eval()
     x = torch.rand(2, 1, 88, 88).contiguous(memory_format=torch.channels_last)

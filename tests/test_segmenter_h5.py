@@ -4,7 +4,7 @@ import h5py
 import numpy as np
 import pytest
 
-from pipeline.adir import DatasetError
+from pipeline.core.adir import DatasetError
 from segmenter.h5data import clean_labels, load_h5_pairs
 
 

@@ -7,6 +7,7 @@ import numpy as np
 import torch
 import yaml
 
+from pipeline.core.modelfolder import ModelFolder
 from segmenter import api, cli
 from segmenter.model import build_model, resolve
 
@@ -81,7 +82,7 @@ def test_flip_average_is_mirror_symmetric():
 def test_no_flip_average_option_turns_the_second_pass_off(tmp_path):
     config = yaml.safe_load((CONFIGS / "segmenter.yaml").read_text())
     config["model"] = resolve({"channels": [4, 8], "norm": "batch", "skip": "add"})
-    api.save_model(build_model(config["model"]), config, tmp_path)
+    ModelFolder.save(tmp_path, build_model(config["model"]), config, "segmenter")
     options = {"model": str(tmp_path), "device": "cpu"}
     assert cli._load_model(Namespace(**options, no_flip_average=False)).config["inference"] == {
         "flip_average": True

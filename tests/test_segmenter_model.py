@@ -7,6 +7,8 @@ import pytest
 import torch
 import yaml
 
+from pipeline.core.errors import ModelError
+from pipeline.core.modelfolder import ModelFolder
 from segmenter import api
 from segmenter.model import PRESETS, build_model, count_macs, resolve
 
@@ -58,7 +60,7 @@ def test_save_load_round_trip(tmp_path, name):
         elif name.endswith("running_var"):
             buffer.uniform_(0.5, 2.0)
     net.eval()
-    api.save_model(net, config, tmp_path)
+    ModelFolder.save(tmp_path, net, config, "segmenter")
     model = api.load_model(tmp_path, device="cpu")
     saved = torch.load(tmp_path / "weights.pt")
     assert saved.keys() == net.state_dict().keys()
@@ -74,17 +76,17 @@ def test_save_load_round_trip(tmp_path, name):
 
 
 def test_bad_model_folder_and_crop_shapes(tmp_path):
-    with pytest.raises(api.ModelError, match="no config.yaml"):
+    with pytest.raises(ModelError, match="missing config.yaml"):
         api.load_model(tmp_path)
     config = {
         "model": resolve({"channels": [4, 8], "norm": "batch", "skip": "add"}),
         "data": {"margin": 4},
     }
-    api.save_model(build_model(config["model"]), config, tmp_path)
+    ModelFolder.save(tmp_path, build_model(config["model"]), config, "segmenter")
     model = api.load_model(tmp_path, device="cpu")
     with pytest.raises(ValueError, match=r"\(N, H, W\)"):
         api.segment(model, np.zeros((88, 88), np.float32))
     config["model"]["channels"] = [4, 16]
     (tmp_path / "config.yaml").write_text(yaml.safe_dump(config))
-    with pytest.raises(api.ModelError, match="cannot load"):
+    with pytest.raises(ModelError, match="not a usable segmenter model"):
         api.load_model(tmp_path)

@@ -11,8 +11,8 @@ import torch
 import yaml
 
 from pipeline.cli import main
+from pipeline.core.modelfolder import ModelFolder
 from segmenter import train as train_module
-from segmenter.api import save_model
 from segmenter.metrics import swap_ab
 from segmenter.model import build_model, resolve
 from segmenter.train import pair_loss
@@ -102,26 +102,22 @@ def test_cli_train_resume_eval_segment(tmp_path, adir_folder, tiny_config, monke
 
     monkeypatch.setattr(train_module, "_validate", interrupted_in_epoch_2)
     assert main(["train", "segmenter", *common, "--device", "cpu"]) == 130
-    assert torch.load(out / "checkpoint.pt", weights_only=False)["epoch"] == 1
+    # the checkpoint names the last finished epoch, 0-based (torchvision's rule)
+    assert torch.load(out / "checkpoint.pt", weights_only=False)["epoch"] == 0
     monkeypatch.setattr(train_module, "_validate", validate)
     assert main(["train", "segmenter", *common, "--resume", "--epochs", "3"]) == 2
     assert main(["train", "segmenter", *common, "--resume"]) == 0
     log = (out / "train_log.csv").read_text().splitlines()
     assert [row.split(",")[0] for row in log[1:]] == ["1", "2"]
-    for name in (
-        "config.yaml",
-        "weights.pt",
-        "metrics.json",
-        "train_log.csv",
-        "split.json",
-        "checkpoint.pt",
-        "train.log",
-    ):
+    model = out / "model"
+    for name in ("config.yaml", "weights.pt", "metrics.json", "train_log.csv", "split.json"):
+        assert (model / name).is_file(), name
+    for name in ("train_log.csv", "split.json", "checkpoint.pt", "train.log"):
         assert (out / name).is_file(), name
 
     assert "10 train crops (6 of 2+ chromosomes)" in (out / "train.log").read_text()
     report = tmp_path / "eval.json"
-    args = ["eval", "segmenter", "--model", str(out), "--data", str(adir_folder)]
+    args = ["eval", "segmenter", "--model", str(model), "--data", str(adir_folder)]
     args += ["--h5", str(tmp_path / "pairs.h5")]
     assert main([*args, "--json", str(report), "--device", "cpu"]) == 0
     results = json.loads(report.read_text())
@@ -141,10 +137,10 @@ def test_cli_train_resume_eval_segment(tmp_path, adir_folder, tiny_config, monke
 
     # fine-tuning starts from the model's weights and records them; another layout is refused
     tuned = tmp_path / "tuned"
-    init = ["--config", str(tiny_config), "--data", str(adir_folder), "--init", str(out)]
+    init = ["--config", str(tiny_config), "--data", str(adir_folder), "--init", str(model)]
     assert main(["train", "segmenter", *init, "--out", str(tuned), "--epochs", "1"]) == 0
-    recorded = yaml.safe_load((tuned / "config.yaml").read_text())["train"]["init"]
-    assert recorded["folder"] == str(out) and len(recorded["weights_sha256"]) == 64
+    recorded = yaml.safe_load((tuned / "model" / "config.yaml").read_text())["train"]["init"]
+    assert recorded["folder"] == str(model) and len(recorded["weights_sha256"]) == 64
     assert "initialised from" in (tuned / "train.log").read_text()
     other = yaml.safe_load(tiny_config.read_text())
     other["model"]["channels"] = [4, 4]
@@ -167,7 +163,7 @@ def test_cli_train_resume_eval_segment(tmp_path, adir_folder, tiny_config, monke
                 "segment",
                 str(tmp_path / "crops.npy"),
                 "--model",
-                str(out),
+                str(model),
                 "--out",
                 str(segmented),
                 "--format",
@@ -212,7 +208,7 @@ def test_bad_input_gives_one_line_errors(tmp_path, adir_folder, tiny_config, cap
     )
     config = yaml.safe_load(tiny_config.read_text())
     config["model"] = resolve(config["model"])
-    save_model(build_model(config["model"]), config, tmp_path / "model")
+    ModelFolder.save(tmp_path / "model", build_model(config["model"]), config, "segmenter")
     with h5py.File(tmp_path / "other.h5", "w") as h5:
         h5.create_dataset("images", data=np.zeros((2, 94, 93, 2), np.uint8))
     fails(

@@ -23,15 +23,11 @@ import cv2
 import numpy as np
 import tifffile
 
-from pipeline import InputError
+from pipeline.core.errors import DatasetError
 
 OVERLAP_LABEL = 255
 MIN_PIXELS = 20  # DESIGN.md: components smaller than this are label noise, not chromosomes
-DEFAULT_SPLIT_FILE = Path(__file__).resolve().parent.parent / "data" / "adir_split.json"
-
-
-class DatasetError(InputError):
-    """A dataset folder or file that cannot be used, with a message meant for the user."""
+DEFAULT_SPLIT_FILE = Path(__file__).resolve().parents[2] / "data" / "adir_split.json"
 
 
 @dataclass(frozen=True)

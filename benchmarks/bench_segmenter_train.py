@@ -26,7 +26,7 @@ import torch
 
 from pipeline.core import adir, engine
 from pipeline.core.device import bf16_available
-from pipeline.outputs import write_json
+from pipeline.core.files import write_json
 from segmenter import dataset
 from segmenter.model import build_model
 from segmenter.train import load_config, training

@@ -24,7 +24,7 @@ import torch
 
 from pipeline.core import adir
 from pipeline.core.device import bf16_available
-from pipeline.outputs import write_json
+from pipeline.core.files import write_json
 from segmenter import api, dataset, metrics
 
 

@@ -24,7 +24,7 @@ from tqdm import tqdm
 
 from detector.evaluate import summarise
 from pipeline.core import adir
-from pipeline.outputs import write_json
+from pipeline.core.files import write_json
 
 CHANGES_PX = (-2, -1, 1, 2)
 

@@ -23,8 +23,8 @@ from PIL import Image
 from detector.api import detect, load_model
 from detector.metrics import counts_at, match
 from pipeline.core.adir import cluster_boxes
+from pipeline.core.files import write_json
 from pipeline.core.imageio import normalise, read_image
-from pipeline.outputs import write_json
 
 
 def main() -> None:

@@ -23,8 +23,8 @@ import numpy as np
 from PIL import Image
 
 from pipeline.core.adir import masks_to_boxes
+from pipeline.core.files import write_json, write_png
 from pipeline.core.imageio import normalise, read_image
-from pipeline.outputs import write_json, write_png
 from segmenter import api, crops, evaluate
 from segmenter.metrics import crop_instances
 

@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from pipeline.core import adir
-from pipeline.outputs import write_png
+from pipeline.core.files import write_png
 from segmenter import dataset, evaluate, synthetic
 from segmenter.train import load_config
 

@@ -22,7 +22,11 @@ def register(groups) -> None:
     train = groups["train"].add_parser("detector", help="train the cluster detector")
     train.add_argument("--config", default="configs/detector.yaml", help="YAML config")
     train.add_argument("--data", required=True, help="ADIR-format folder (*D.tif + *K.tif)")
-    train.add_argument("--out", default="runs/detector", help="run folder; the model goes to OUT/model (default: runs/detector)")
+    train.add_argument(
+        "--out",
+        default="runs/detector",
+        help="run folder; the model goes to OUT/model (default: runs/detector)",
+    )
     train.add_argument("--resume", action="store_true", help="continue from OUT/checkpoint.pt")
     train.add_argument("--epochs", type=int, help="override the config's train.epochs")
     train.add_argument("--device", choices=("cpu", "cuda"), help="default: cuda if available")
@@ -126,8 +130,8 @@ def expand(inputs: list[str]) -> list[Path]:
 
 def run_detect(args) -> int:
     from detector.api import RED, detect, draw_boxes, load_model
+    from pipeline.core.files import write_png
     from pipeline.core.imageio import ImageReadError, normalise, read_image
-    from pipeline.outputs import write_png
 
     model = load_model(args.model, args.device)
     out = Path(args.out)

@@ -19,8 +19,8 @@ from detector import baseline
 from detector.api import GREEN, RED, YELLOW, Detector, detect_batch, draw_boxes
 from detector.metrics import assign, average_precision, box_inside, counts_at, match
 from pipeline.core import adir
+from pipeline.core.files import write_png
 from pipeline.core.imageio import normalise
-from pipeline.outputs import write_png
 
 IOU = 0.5
 NUCLEI_DEFINITION = (

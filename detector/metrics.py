@@ -1,8 +1,9 @@
-"""Box matching and detection metrics (numpy only).
+"""Detection metrics on boxes, on the matching core (``pipeline.core.matching``).
 
 Boxes are float32 ``(N, 4)`` x0, y0, x1, y1 (pixel edges). A prediction is a true positive when
 it overlaps a not yet matched true box with IoU >= ``iou`` (0.5); predictions are taken in order
-of falling score, each to the unmatched true box it overlaps most (the PASCAL VOC rule). Since
+of falling score, each to the unmatched true box it overlaps most (the PASCAL VOC rule,
+``matching.greedy``). Since
 matching goes by score, the flags of the predictions above any threshold are the same as if only
 those had been made: flags are computed once and thresholds applied afterwards.
 """
@@ -11,22 +12,8 @@ from __future__ import annotations
 
 import numpy as np
 
-
-def box_iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """IoU of every box of ``a`` (N, 4) with every box of ``b`` (M, 4): float64 (N, M)."""
-    a = np.asarray(a, np.float64).reshape(-1, 4)
-    b = np.asarray(b, np.float64).reshape(-1, 4)
-    width = np.clip(
-        np.minimum(a[:, None, 2], b[None, :, 2]) - np.maximum(a[:, None, 0], b[:, 0]), 0, None
-    )
-    height = np.clip(
-        np.minimum(a[:, None, 3], b[None, :, 3]) - np.maximum(a[:, None, 1], b[:, 1]), 0, None
-    )
-    inter = width * height
-    area_a = (a[:, 2] - a[:, 0]) * (a[:, 3] - a[:, 1])
-    area_b = (b[:, 2] - b[:, 0]) * (b[:, 3] - b[:, 1])
-    union = area_a[:, None] + area_b[None, :] - inter
-    return np.where(union > 0, inter / np.where(union > 0, union, 1), 0.0)
+from pipeline.core import matching
+from pipeline.core.matching import box_iou
 
 
 def box_inside(a: np.ndarray, b: np.ndarray, tolerance: float = 2.0) -> np.ndarray:
@@ -42,17 +29,7 @@ def box_inside(a: np.ndarray, b: np.ndarray, tolerance: float = 2.0) -> np.ndarr
 def assign(pred: np.ndarray, scores: np.ndarray, truth: np.ndarray, iou: float = 0.5) -> np.ndarray:
     """For each prediction of one image, the index of the true box it matches (see module doc),
     -1 for none: int64 ``(N,)``."""
-    assigned = np.full(len(pred), -1, np.int64)
-    if len(pred) == 0 or len(truth) == 0:
-        return assigned
-    overlaps = box_iou(pred, truth)
-    taken = np.zeros(len(truth), bool)
-    for i in np.argsort(-np.asarray(scores), kind="stable"):
-        candidates = np.where(taken, -1.0, overlaps[i])
-        best = int(np.argmax(candidates))
-        if candidates[best] >= iou:
-            assigned[i], taken[best] = best, True
-    return assigned
+    return matching.greedy(box_iou(pred, truth), scores, iou)
 
 
 def match(pred: np.ndarray, scores: np.ndarray, truth: np.ndarray, iou: float = 0.5) -> np.ndarray:
@@ -64,12 +41,7 @@ def counts_at(scores: np.ndarray, flags: np.ndarray, n_true: int, threshold: flo
     """tp, fp, fn, precision, recall and F1 of the pooled predictions with score >= threshold."""
     kept = np.asarray(scores) >= threshold
     tp = int(np.count_nonzero(np.asarray(flags)[kept]))
-    fp = int(np.count_nonzero(kept)) - tp
-    fn = n_true - tp
-    precision = tp / (tp + fp) if tp + fp else 1.0
-    recall = tp / n_true if n_true else 1.0
-    f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
-    return {"tp": tp, "fp": fp, "fn": fn, "precision": precision, "recall": recall, "f1": f1}
+    return matching.counts(tp, int(np.count_nonzero(kept)), n_true)
 
 
 def average_precision(scores: np.ndarray, flags: np.ndarray, n_true: int) -> float:

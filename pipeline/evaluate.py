@@ -16,9 +16,9 @@ ceiling of the pipeline with a perfect segmenter.
 from __future__ import annotations
 
 import numpy as np
-from scipy.optimize import linear_sum_assignment
 from skimage.filters import threshold_otsu
 
+from pipeline.core import matching
 from pipeline.core.adir import MIN_PIXELS, AdirImage, chromosome_instances, load
 from pipeline.inputs import ImageJob
 from pipeline.models import Models
@@ -41,7 +41,7 @@ def match(
     predicted: list[Instance], true: list[Instance], threshold: float = IOU_THRESHOLD
 ) -> list[tuple[int, int, float]]:
     """One-to-one matches ``(predicted index, true index, IoU)`` with IoU >= ``threshold``,
-    maximising the summed IoU."""
+    maximising the summed IoU (``pipeline.core.matching.optimal``)."""
     if not predicted or not true:
         return []
     boxes = np.array([instance.box for instance in predicted + true])
@@ -49,12 +49,7 @@ def match(
     iou = np.zeros((len(predicted), len(true)))
     for i, j in zip(*np.nonzero(meet), strict=True):
         iou[i, j] = mask_iou(predicted[i], true[j])
-    rows, cols = linear_sum_assignment(-iou)
-    return [
-        (int(i), int(j), float(iou[i, j]))
-        for i, j in zip(rows, cols, strict=True)
-        if iou[i, j] >= threshold
-    ]
+    return matching.optimal(iou, threshold)
 
 
 def otsu_instances(normalised: np.ndarray, min_pixels: int = MIN_PIXELS) -> list[Instance]:
@@ -90,8 +85,7 @@ def summarise(per_image: list[dict]) -> dict:
     predicted = sum(item["predicted"] for item in per_image)
     true = sum(item["true"] for item in per_image)
     matched = sum(item["matched"] for item in per_image)
-    precision = matched / predicted if predicted else 0.0
-    recall = matched / true if true else 0.0
+    pooled = matching.counts(matched, predicted, true, empty=0.0)
     errors = np.array([item["predicted"] - item["true"] for item in per_image], np.int64)
     values, counts = np.unique(errors, return_counts=True)
     return {
@@ -99,9 +93,9 @@ def summarise(per_image: list[dict]) -> dict:
         "predicted": predicted,
         "true": true,
         "matched": matched,
-        "precision": precision,
-        "recall": recall,
-        "f1": 2 * precision * recall / (precision + recall) if precision + recall else 0.0,
+        "precision": pooled["precision"],
+        "recall": pooled["recall"],
+        "f1": pooled["f1"],
         "mean_matched_iou": (
             sum(item["iou_sum"] for item in per_image) / matched if matched else 0.0
         ),

@@ -26,8 +26,9 @@ import tifffile
 
 from pipeline.core.adir import labels_from_instances
 from pipeline.core.errors import InputError
+from pipeline.core.files import write_atomic, write_json
 from pipeline.core.imageio import normalise, read_image
-from pipeline.outputs import read_label_tiff, write_atomic, write_json
+from pipeline.outputs import read_label_tiff
 
 MANIFEST = "run.json"
 

@@ -1,5 +1,5 @@
-"""Files a run writes, each written to a temporary name beside its target and then renamed
-(``os.replace``), so that a killed run never leaves a half-written file.
+"""Files a run writes, each atomically (``pipeline.core.files``): a killed run never leaves a
+half-written file.
 
 Label TIFF (``*.labels.tif``): uint16, two planes ``(2, H, W)``, one TIFF page each, deflate
 (zlib) compressed: mostly background, a 10k x 10k label image takes about 2 MB instead of
@@ -17,10 +17,7 @@ own colour and outlined, overlap pixels white, ids written at the centroids.
 
 from __future__ import annotations
 
-import json
-import os
 import warnings
-from collections.abc import Callable
 from pathlib import Path
 
 import cv2
@@ -29,30 +26,10 @@ import pandas as pd
 import tifffile
 from pycocotools import mask as coco_mask
 
+from pipeline.core.files import write_atomic, write_bytes, write_png
 from pipeline.stitch import Instance
 
 CATEGORY = {"id": 1, "name": "chromosome", "supercategory": "chromosome"}
-
-
-def write_atomic(path: Path, write: Callable[[Path], None]) -> None:
-    """Call ``write(temporary_path)`` and rename the result to ``path`` (parents created)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = path.with_name(f".{path.stem}.{os.getpid()}.tmp{path.suffix}")
-    try:
-        write(temporary)
-        os.replace(temporary, path)
-    finally:
-        if temporary.exists():
-            temporary.unlink()
-
-
-def write_bytes(path: Path, data: bytes) -> None:
-    write_atomic(path, lambda temporary: temporary.write_bytes(data))
-
-
-def write_json(path: Path, data) -> None:
-    write_bytes(path, (json.dumps(data, indent=1, ensure_ascii=False) + "\n").encode())
 
 
 def table_csv(table: pd.DataFrame) -> bytes:
@@ -140,14 +117,6 @@ def overlay_rgb(grey: np.ndarray, instances: list[Instance]) -> np.ndarray:
                 cv2.LINE_AA,
             )
     return out
-
-
-def write_png(path: Path, picture: np.ndarray) -> None:
-    """Write ``picture`` (uint8 (H, W) grey or (H, W, 3) BGR) as a PNG file, atomically."""
-    ok, png = cv2.imencode(".png", picture)
-    if not ok:
-        raise OSError(f"could not encode {path}")
-    write_bytes(path, png.tobytes())
 
 
 def write_overlay(path: Path, grey: np.ndarray, instances: list[Instance]) -> None:

@@ -29,7 +29,7 @@ import numpy as np
 import pandas as pd
 
 from pipeline.core.errors import InputError
-from pipeline.outputs import write_atomic
+from pipeline.core.files import write_atomic
 
 REPORT_NAME = "report.html"
 TABLE_NAME = "chromosomes.csv"

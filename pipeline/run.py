@@ -41,6 +41,7 @@ import pandas as pd
 
 from pipeline import __version__
 from pipeline.core.errors import InputError
+from pipeline.core.files import write_bytes, write_json
 from pipeline.core.imageio import read_image, to_grey
 from pipeline.inputs import ImageJob
 from pipeline.measure import column_names, measure
@@ -49,8 +50,6 @@ from pipeline.normalised import NormalisedImage
 from pipeline.outputs import (
     coco_annotations,
     coco_document,
-    write_bytes,
-    write_json,
     write_label_tiff,
     write_overlay,
     write_table,

@@ -227,7 +227,7 @@ def eval_command(args) -> int:
         f"{results['pipeline']['count_error']['histogram']}"
     )
     if args.json:
-        from pipeline.outputs import write_json
+        from pipeline.core.files import write_json
 
         write_json(Path(args.json), results)
     return 0

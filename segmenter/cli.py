@@ -70,7 +70,7 @@ def _eval(args) -> int:
 def _write_montages(sets: dict, labels: dict, folder: Path) -> None:
     """``<set>_worst.png`` in ``folder`` for every set with predicted ``labels``: its 24 worst
     crops."""
-    from pipeline.outputs import write_png
+    from pipeline.core.files import write_png
     from segmenter import evaluate
 
     folder.mkdir(parents=True, exist_ok=True)
@@ -130,7 +130,7 @@ def read_crops(paths: list[str]):
 def _segment(args) -> int:
     import numpy as np
 
-    from pipeline.outputs import write_png
+    from pipeline.core.files import write_png
     from segmenter.api import segment
 
     crops = read_crops(args.crops)
@@ -203,7 +203,9 @@ def register(groups) -> None:
         "chromoseg mine-singles, or any ADIR-format folder (repeatable)",
     )
     train.add_argument(
-        "--out", default="runs/segmenter", help="run folder; the model goes to OUT/model (default: runs/segmenter)"
+        "--out",
+        default="runs/segmenter",
+        help="run folder; the model goes to OUT/model (default: runs/segmenter)",
     )
     train.add_argument("--resume", action="store_true", help="continue from --out/checkpoint.pt")
     train.add_argument("--epochs", type=int, help="override the config's epoch count")

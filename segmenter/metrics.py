@@ -110,20 +110,19 @@ def separation(
     """How often every chromosome of a crop comes back as its own instance.
 
     ``predicted``, ``target`` ``(N, H, W)`` label maps. Per crop, ``crop_instances`` of both are
-    matched one-to-one (``pipeline.evaluate.match``: summed IoU, pairs below ``threshold``
-    unmatched). Returns ``{"crops": N, "separated": share of crops whose true chromosomes all
-    have a match, "exact": share of crops separated with no extra predicted piece}`` and the
-    per-crop bool ``(N,)`` separated.
+    matched one-to-one (``pipeline.core.matching.optimal``: summed IoU, pairs below
+    ``threshold`` unmatched). Returns ``{"crops": N, "separated": share of crops whose true
+    chromosomes all have a match, "exact": share of crops separated with no extra predicted
+    piece}`` and the per-crop bool ``(N,)`` separated.
     """
-    from pipeline.evaluate import match
-    from pipeline.stitch import instances_from_masks
+    from pipeline.core import matching
 
     separated = np.zeros(len(target), bool)
     exact = np.zeros(len(target), bool)
     for index, (mine, truth) in enumerate(zip(predicted, target, strict=True)):
-        true = instances_from_masks(crop_instances(np.where(truth == IGNORE, 0, truth)))
-        found = instances_from_masks(crop_instances(mine))
-        matched = len(match(found, true, threshold))
+        true = crop_instances(np.where(truth == IGNORE, 0, truth))
+        found = crop_instances(mine)
+        matched = len(matching.optimal(matching.mask_iou(found, true), threshold))
         separated[index] = matched == len(true)
         exact[index] = separated[index] and len(found) == len(true)
     count = max(len(target), 1)

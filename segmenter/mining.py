@@ -24,7 +24,7 @@ import cv2
 import numpy as np
 
 from pipeline.core import adir, imageio
-from pipeline.outputs import write_png
+from pipeline.core.files import write_png
 
 NOISE_PIXELS = 30
 CASE_INFO_TEXT = "mined singles: other chromosomes unlabelled"

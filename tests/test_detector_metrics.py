@@ -10,10 +10,10 @@ from detector.metrics import (
     average_precision,
     best_f1_threshold,
     box_inside,
-    box_iou,
     counts_at,
     match,
 )
+from pipeline.core.matching import box_iou, mask_iou, optimal
 
 TRUTH = np.array([[0, 0, 10, 10], [20, 0, 30, 10], [40, 0, 50, 10]], np.float32)
 
@@ -90,3 +90,17 @@ def test_false_positive_kinds():
     kinds = false_positive_kinds([(boxes, scores)], [truth], threshold=0.5)
     assert kinds == {"over_several_clusters": 1, "inside_one_cluster": 1, "elsewhere": 1}
     assert box_inside(truth[:1], boxes[1:2]).all() and not box_inside(boxes[1:2], truth).any()
+
+
+def test_mask_matching_is_one_to_one_and_maximises_the_summed_iou():
+    masks = np.zeros((3, 10, 10), bool)
+    masks[0, :, :5] = True
+    masks[1, :, 5:] = True
+    masks[2, :, 3:8] = True  # half on each
+    truth = masks[:2]
+    iou = mask_iou(masks, truth)
+    assert iou.shape == (3, 2) and iou[0, 0] == 1.0 and iou[0, 1] == 0.0
+    assert np.isclose(iou[2, 0], 2 / 8)  # 2 shared columns of 8
+    matches = optimal(iou, 0.5)
+    assert [(i, j) for i, j, _ in matches] == [(0, 0), (1, 1)]  # the half-half mask: no match
+    assert optimal(mask_iou(masks[:0], truth)) == []

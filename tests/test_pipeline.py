@@ -22,12 +22,7 @@ from pipeline.imageio import normalise
 from pipeline.inputs import ImageJob
 from pipeline.measure import column_names, measure, medial_axis_length, orientation_degrees
 from pipeline.normalised import NormalisedImage
-from pipeline.outputs import (
-    coco_annotations,
-    decode_segmentation,
-    label_planes,
-    overlay_rgb,
-)
+from pipeline.outputs import coco_annotations, decode_segmentation, label_planes, overlay_rgb
 from pipeline.run import detect_image, process_image
 from pipeline.stitch import Instance, Window, instances_from_masks, mask_iou, stitch
 from pipeline.tiling import detect_tiled, tile_starts

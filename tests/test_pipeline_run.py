@@ -23,8 +23,9 @@ from test_pipeline_helpers import (
 
 from pipeline.cli import main
 from pipeline.core.errors import InputError
+from pipeline.core.files import write_atomic
 from pipeline.inputs import find_jobs, parse_channels
-from pipeline.outputs import decode_segmentation, read_label_tiff, write_atomic
+from pipeline.outputs import decode_segmentation, read_label_tiff
 from pipeline.run import run_batch
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -1,4 +1,4 @@
-"""The layers import downwards only (pipeline/core/__init__.py): core <- stages <- pipeline <- CLI."""
+"""Layers import downwards only (pipeline/core/__init__.py): core, stages, pipeline, CLI."""
 
 import ast
 from pathlib import Path

@@ -14,13 +14,19 @@ import json
 import sys
 from pathlib import Path
 
+from pipeline.core.resources import resource
+
 IMAGE_SUFFIXES = (".tif", ".tiff", ".png", ".jpg", ".jpeg", ".bmp")
 
 
 def register(groups) -> None:
     """Add this stage's subcommands to groups (see pipeline.cli)."""
     train = groups["train"].add_parser("detector", help="train the cluster detector")
-    train.add_argument("--config", default="configs/detector.yaml", help="YAML config")
+    train.add_argument(
+        "--config",
+        default=str(resource("configs", "detector.yaml")),
+        help="YAML config (default: the shipped configs/detector.yaml)",
+    )
     train.add_argument("--data", required=True, help="ADIR-format folder (*D.tif + *K.tif)")
     train.add_argument(
         "--out",

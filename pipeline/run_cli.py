@@ -8,8 +8,9 @@ from functools import partial
 from pathlib import Path
 
 from pipeline.core.errors import InputError
+from pipeline.core.resources import resource
 
-SAMPLES = Path(__file__).resolve().parent.parent / "data" / "samples"
+SAMPLES = resource("data", "samples")
 DEFAULT_OUT = "chromoseg-results"
 
 

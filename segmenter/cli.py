@@ -7,7 +7,9 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-DEFAULT_CONFIG = "configs/segmenter.yaml"
+from pipeline.core.resources import resource
+
+DEFAULT_CONFIG = str(resource("configs", "segmenter.yaml"))
 CROP_SUFFIXES = (".png", ".tif", ".tiff", ".jpg", ".jpeg", ".bmp")
 
 

@@ -24,10 +24,11 @@ import numpy as np
 import tifffile
 
 from pipeline.core.errors import DatasetError
+from pipeline.core.resources import resource
 
 OVERLAP_LABEL = 255
 MIN_PIXELS = 20  # DESIGN.md: components smaller than this are label noise, not chromosomes
-DEFAULT_SPLIT_FILE = Path(__file__).resolve().parents[2] / "data" / "adir_split.json"
+DEFAULT_SPLIT_FILE = resource("data", "adir_split.json")
 
 
 @dataclass(frozen=True)

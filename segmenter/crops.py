@@ -4,9 +4,7 @@ A cluster box (``x0, y0, x1, y1`` float pixel edges in the full image) becomes a
 centred on the box, of side ``max(w, h) + 2 * margin`` pixels (whole pixels). The window is cut
 from the normalised image (float32, chromosomes bright); where it leaves the image it is padded
 with the given background level. It is then resized to ``CROP_SIZE`` x ``CROP_SIZE``: images with
-INTER_AREA when shrinking and INTER_LINEAR when enlarging; label maps the same way, one class at a
-time, each pixel taking the class with the largest share (nearest-neighbour labels would step where
-the image is smooth, and the U-Net would be taught those steps).
+INTER_AREA when shrinking and INTER_LINEAR when enlarging, label maps with INTER_NEAREST.
 
 Going back: per-class probability maps ``(4, 88, 88)`` are resized to the window's side (the
 probabilities, not labels: the caller takes the argmax after pasting) and clipped to the image.
@@ -82,18 +80,9 @@ def crop_image(
 
 
 def crop_labels(labels: np.ndarray, geometry: CropGeometry, size: int = CROP_SIZE) -> np.ndarray:
-    """``(size, size)`` uint8 crop of a ``(H, W)`` label map (0 outside the image): each label's
-    indicator resized as images are (INTER_AREA shrinking, INTER_LINEAR enlarging), then the
-    label with the largest value at each pixel (ties: the smaller label)."""
+    """``(size, size)`` uint8 crop of a ``(H, W)`` label map (nearest; 0 outside the image)."""
     window = cut_window(labels, geometry, 0, np.uint8)
-    values = np.unique(window)
-    if geometry.side == size or len(values) == 1:
-        return _resize(window, size, cv2.INTER_NEAREST)
-    interpolation = cv2.INTER_AREA if geometry.side > size else cv2.INTER_LINEAR
-    shares = np.stack(
-        [_resize((window == value).astype(np.float32), size, interpolation) for value in values]
-    )
-    return values[np.argmax(shares, axis=0)].astype(np.uint8)
+    return _resize(window, size, cv2.INTER_NEAREST)
 
 
 def background_level(image: np.ndarray) -> float:

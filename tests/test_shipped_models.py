@@ -1,0 +1,38 @@
+"""The shipped models' output on the shipped labelled samples, pinned (as stardist's
+``test_model2D.py`` pins its pretrained models): a change that alters results shows here.
+
+Pinned: per sample metaphase, the chromosomes found, true (K) and matched one-to-one at mask
+IoU >= 0.5 (``pipeline.evaluate``). A deliberate change of models or pipeline updates these
+numbers in the same commit, with the new figures measured on the test slides.
+"""
+
+from pathlib import Path
+
+import pytest
+
+from pipeline.config import load_config
+from pipeline.core import adir
+from pipeline.evaluate import evaluate
+from pipeline.models import load_models
+
+SAMPLES = Path(__file__).resolve().parents[1] / "data" / "samples" / "adir"
+# {image: (chromosomes found, true, matched)}: measured with the models shipped in this commit
+PINNED = {"A0201XY": (45, 46, 45), "P0703XY": (37, 44, 26), "V1301XY": (49, 45, 40)}
+
+
+@pytest.fixture(scope="module")
+def results():
+    config = load_config(None)
+    return evaluate(adir.find_images(SAMPLES), load_models(config, "cpu"), config)
+
+
+def test_shipped_models_give_the_pinned_counts_on_the_samples(results):
+    found = {
+        item["image"]: (
+            item["pipeline"]["predicted"],
+            item["pipeline"]["true"],
+            item["pipeline"]["matched"],
+        )
+        for item in results["per_image"]
+    }
+    assert found == PINNED

@@ -23,7 +23,7 @@ from detector.metrics import best_f1_threshold
 from detector.model import build_model
 from pipeline.core import adir, engine
 from pipeline.core.device import select_device
-from pipeline.core.modelfolder import METRICS_FILE, SPLIT_FILE, ModelFolder
+from pipeline.core.modelfolder import METRICS_FILE, SPLIT_FILE
 
 LOSSES = ("loss_classifier", "loss_box_reg", "loss_objectness", "loss_rpn_box_reg")
 VALIDATION = ("ap50", "f1", "recall", "precision", "threshold")
@@ -87,13 +87,7 @@ def train(
     val_samples = detdata.load_samples(parts["val"])
 
     network = build_model(config["model"]).to(device)
-    if run.checkpoint is None:  # a resumed run keeps its own record
-        config["train"].pop("init", None)
-        if init is not None:
-            folder = ModelFolder(init, STAGE)
-            network.load_state_dict(folder.initial_state(config["model"]))
-            config["train"]["init"] = folder.describe()
-            log.info("initialised from %s", init)
+    engine.initialise(run, STAGE, network, init)
     optimizer = torch.optim.AdamW(
         network.parameters(), lr=settings["lr"], weight_decay=settings["weight_decay"]
     )

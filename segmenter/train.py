@@ -30,7 +30,7 @@ import yaml
 from pipeline.core import adir, engine
 from pipeline.core.device import select_device, use_bf16
 from pipeline.core.errors import ConfigError
-from pipeline.core.modelfolder import METRICS_FILE, SPLIT_FILE, ModelFolder
+from pipeline.core.modelfolder import METRICS_FILE, SPLIT_FILE
 from segmenter import api, dataset, evaluate, metrics
 from segmenter.h5data import load_h5_pairs
 from segmenter.model import build_model, count_macs, resolve
@@ -278,13 +278,7 @@ def train(
 
     # channels-last: faster convolutions on CPU (the inference form uses it too)
     net = build_model(config["model"]).to(target_device, memory_format=torch.channels_last)
-    if run.checkpoint is None:  # a resumed run keeps its own record
-        config["train"].pop("init", None)
-        if init is not None:
-            folder = ModelFolder(init, api.STAGE)
-            net.load_state_dict(folder.initial_state(config["model"], resolve))
-            config["train"]["init"] = folder.describe()
-            log.info("initialised from %s", init)
+    engine.initialise(run, api.STAGE, net, init, resolve)
     log.info(
         "model %s: %d parameters, %.1f M multiply-adds per 88x88 crop",
         config["model"],

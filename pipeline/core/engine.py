@@ -106,6 +106,20 @@ def start(
     return Run(out, config, checkpoint, _logger(stage, out))
 
 
+def initialise(run: Run, stage: str, network, init, resolve=lambda layout: layout) -> None:
+    """Start a new run's ``network`` from the model folder ``init`` (fine-tuning; None: from
+    its own initial weights), recorded with its sha256 as ``train.init`` in the run's config.
+    A resumed run keeps its own record and gets its weights from the checkpoint (``fit``)."""
+    if run.checkpoint is not None:
+        return
+    run.config["train"].pop("init", None)
+    if init is not None:
+        folder = ModelFolder(init, stage)
+        network.load_state_dict(folder.initial_state(run.config["model"], resolve))
+        run.config["train"]["init"] = folder.describe()
+        run.log.info("initialised from %s", init)
+
+
 @dataclass
 class Training:
     """What a stage gives the engine.

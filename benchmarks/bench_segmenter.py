@@ -22,7 +22,8 @@ import numpy as np
 import torch
 
 from segmenter import api
-from segmenter.model import build_model, count_macs, resolve
+from segmenter.config import load_config
+from segmenter.model import build_model, count_macs
 
 
 def main() -> None:
@@ -37,12 +38,8 @@ def main() -> None:
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     if args.config:
-        import yaml
-
-        config = yaml.safe_load(Path(args.config).read_text())
-        model = api.Segmenter(
-            build_model(resolve(config["model"])).eval(), config, torch.device("cpu")
-        )
+        config = load_config(args.config)
+        model = api.Segmenter(build_model(config.model).eval(), config, torch.device("cpu"))
         weights_bytes = sum(p.numel() * 4 for p in model.net.state_dict().values())
         source = args.config
     else:

@@ -16,7 +16,6 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import itertools
-import json
 import platform
 import time
 from pathlib import Path
@@ -25,17 +24,19 @@ import numpy as np
 import torch
 
 from pipeline.core import adir, engine
+from pipeline.core.config import to_dict
 from pipeline.core.device import bf16_available
 from pipeline.core.files import write_json
 from segmenter import dataset
+from segmenter.config import SegmenterConfig, load_config
 from segmenter.model import build_model
-from segmenter.train import load_config, training
+from segmenter.train import training
 
 
-def time_epoch(config: dict, training_set, bf16: bool, batches: int | None) -> dict:
+def time_epoch(config: SegmenterConfig, training_set, bf16: bool, batches: int | None) -> dict:
     torch.manual_seed(0)
     device = torch.device("cpu")
-    net = build_model(config["model"]).to(device, memory_format=torch.channels_last)
+    net = build_model(config.model).to(device, memory_format=torch.channels_last)
     stage = dataclasses.replace(training(net, training_set, config, {}, device), bf16=bf16)
     loader = stage.batches(0)
     chosen = loader if batches is None else itertools.islice(loader, batches)
@@ -63,15 +64,15 @@ def main() -> None:
     config = load_config(args.config)
     images = adir.find_images(args.data)
     split = adir.split_for(images)
-    data = config["data"]
+    data = config.data
     started = time.perf_counter()
     prepared = dataset.prepare(
         adir.select(images, "train", split),
-        int(data["margin"]),
-        int(data["context"]),
-        int(config["train"]["workers"]),
+        data.margin,
+        data.context,
+        config.train.workers,
     )
-    training_set = dataset.TrainingSet(prepared, data, int(config["seed"]))
+    training_set = dataset.TrainingSet(prepared, data, config.seed)
     print(f"{len(training_set)} training items prepared in {time.perf_counter() - started:.1f} s")
     epochs = []
     for _ in range(args.repeats):
@@ -93,7 +94,7 @@ def main() -> None:
         "machine": platform.processor() or platform.machine(),
         "torch_threads": torch.get_num_threads(),
         "bf16_available": bf16_available(torch.device("cpu")),
-        "config": json.loads(json.dumps(config["train"])),
+        "config": to_dict(config.train),
         "whole_epoch": args.batches is None,
         "epochs": epochs,
         "median_seconds": medians,

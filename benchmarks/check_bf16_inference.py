@@ -17,6 +17,7 @@ import argparse
 import copy
 import statistics
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -38,12 +39,10 @@ def main() -> None:
     torch.set_num_threads(2)
     full = api.load_model(args.model, "cpu")
     half = copy.copy(full)
-    half.config = {**full.config, "inference": {**full.config.get("inference", {}), "bf16": True}}
-    full.config = {**full.config, "inference": {**full.config.get("inference", {}), "bf16": False}}
-    data = full.config["data"]
-    prepared = dataset.prepare(
-        adir.find_images(args.data), int(data["margin"]), int(data["context"])
-    )
+    half.config = replace(full.config, inference=replace(full.config.inference, bf16=True))
+    full.config = replace(full.config, inference=replace(full.config.inference, bf16=False))
+    data = full.config.data
+    prepared = dataset.prepare(adir.find_images(args.data), data.margin, data.context)
     crops = prepared.crops.images
     (labels32, p32), (labels16, p16) = (api.segment(m, crops) for m in (full, half))
     _, same = metrics.separation(labels16, labels32)

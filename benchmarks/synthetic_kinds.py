@@ -11,6 +11,7 @@ them (sizes 1-5, 30 % banded). Colours: A red, B blue, overlap white, ignored gr
 from __future__ import annotations
 
 import argparse
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -18,7 +19,7 @@ import numpy as np
 from pipeline.core import adir
 from pipeline.core.files import write_png
 from segmenter import dataset, evaluate, synthetic
-from segmenter.train import load_config
+from segmenter.config import load_config
 
 PER_ROW = 6
 
@@ -29,12 +30,12 @@ def main() -> None:
     parser.add_argument("--config", default="configs/segmenter.yaml")
     parser.add_argument("--out", type=Path, required=True)
     args = parser.parse_args()
-    config = load_config(args.config)["data"]
+    config = load_config(args.config).data
     images = adir.select(adir.find_images(args.data), "train")[:12]
-    prepared = dataset.prepare(images, int(config["margin"]), int(config["context"]))
-    options = config.get("synthetic") or {}
-    rows = [((kind,), {**options, "band_fraction": 0.0}) for kind in synthetic.KINDS] + [
-        (("cross", "touch"), {**options, "band_fraction": 1.0}),
+    prepared = dataset.prepare(images, config.margin, config.context)
+    options = config.synthetic
+    rows = [((kind,), replace(options, band_fraction=0.0)) for kind in synthetic.KINDS] + [
+        (("cross", "touch"), replace(options, band_fraction=1.0)),
         (None, options),
     ]
     crops, targets = [], []
@@ -44,7 +45,7 @@ def main() -> None:
             prepared.ratios,
             PER_ROW,
             seed,
-            int(config["margin"]),
+            config.margin,
             row_options,
             kinds,
         )

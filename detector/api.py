@@ -15,6 +15,7 @@ import cv2
 import numpy as np
 import torch
 
+from detector.config import DetectorConfig
 from detector.model import build_model
 from pipeline.core.device import select_device
 from pipeline.core.errors import ModelError
@@ -30,7 +31,7 @@ class Detector:
     """A loaded detector: the network (eval mode), its config and its score threshold."""
 
     network: torch.nn.Module
-    config: dict
+    config: DetectorConfig
     score_threshold: float
     device: torch.device
 
@@ -40,7 +41,7 @@ def load_model(folder: str | Path | None = None, device: str | None = "cpu") -> 
     cuda when available); ``pipeline.core.errors.ModelError`` for a folder that is not a usable
     detector."""
     model_folder = ModelFolder(
-        PRETRAINED if folder is None else folder, STAGE, required=(THRESHOLDS_FILE,)
+        PRETRAINED if folder is None else folder, STAGE, DetectorConfig, (THRESHOLDS_FILE,)
     )
     network = model_folder.network(build_model)
     threshold = model_folder.read_json(THRESHOLDS_FILE).get("score_threshold")
@@ -71,7 +72,7 @@ def detect_batch(
     0.5 or so.
     """
     threshold = model.score_threshold if score_threshold is None else score_threshold
-    scale = float(model.config["model"]["input_scale"] if input_scale is None else input_scale)
+    scale = float(model.config.model.input_scale if input_scale is None else input_scale)
     if scale <= 0:
         raise ValueError(f"input_scale must be positive, not {scale}")
     tensors = []

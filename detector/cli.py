@@ -86,15 +86,10 @@ def register(groups) -> None:
 
 
 def run_train(args) -> int:
-    import yaml
-
+    from detector.config import load_config
     from detector.train import train
-    from pipeline.core.errors import InputError
 
-    try:
-        config = yaml.safe_load(Path(args.config).read_text())
-    except (OSError, yaml.YAMLError) as error:
-        raise InputError(f"cannot read config {args.config}: {error}") from error
+    config = load_config(args.config)
     folder = train(config, args.data, args.out, args.epochs, args.resume, args.device, args.init)
     print(f"model folder: {folder}")
     print((folder / "metrics.json").read_text())
@@ -156,7 +151,7 @@ def run_detect(args) -> int:
             "height": image.shape[0],
             "width": image.shape[1],
             "polarity": args.polarity,
-            "input_scale": args.scale or model.config["model"]["input_scale"],
+            "input_scale": args.scale or model.config.model.input_scale,
             "score_threshold": model.score_threshold if args.threshold is None else args.threshold,
             "boxes_xyxy": [[round(v, 2) for v in box] for box in boxes.tolist()],
             "scores": [round(s, 5) for s in scores.tolist()],

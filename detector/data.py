@@ -21,6 +21,7 @@ import cv2
 import numpy as np
 import torch
 
+from detector.config import AugmentSettings
 from pipeline.core import adir
 from pipeline.core.imageio import normalise
 
@@ -66,31 +67,31 @@ class SimulatedInversion(A.ImageOnlyTransform):
         return normalise(raw, polarity="auto").reshape(img.shape)
 
 
-def build_augmentation(config: dict, seed: int) -> A.Compose:
+def build_augmentation(config: AugmentSettings, seed: int) -> A.Compose:
     """The training augmentation of an ``augment`` config section (boxes in pascal_voc)."""
-    crop = config["crop_size"]
-    low, high = config["scale"]
+    crop = config.crop_size
+    low, high = config.scale
     return A.Compose(
         [
             A.HorizontalFlip(p=0.5),
             A.VerticalFlip(p=0.5),
             A.RandomRotate90(p=0.5),
-            A.RandomScale(scale_limit=(low - 1.0, high - 1.0), p=config["scale_p"]),
+            A.RandomScale(scale_limit=(low - 1.0, high - 1.0), p=config.scale_p),
             A.PadIfNeeded(crop, crop, position="random", border_mode=cv2.BORDER_CONSTANT, fill=0),
             A.RandomCrop(crop, crop),
-            SimulatedInversion(p=config["inversion_p"]),
+            SimulatedInversion(p=config.inversion_p),
             A.RandomBrightnessContrast(
-                config["brightness"], config["contrast"], ensure_safe_range=True, p=0.5
+                config.brightness, config.contrast, ensure_safe_range=True, p=0.5
             ),
-            A.RandomGamma(gamma_limit=tuple(config["gamma"]), p=0.5),
-            A.GaussNoise(std_range=tuple(config["noise_std"]), p=0.3),
+            A.RandomGamma(gamma_limit=tuple(config.gamma), p=0.5),
+            A.GaussNoise(std_range=tuple(config.noise_std), p=0.3),
             A.GaussianBlur(blur_limit=(3, 5), p=0.2),
         ],
         bbox_params=A.BboxParams(
             format="pascal_voc",
             label_fields=["labels"],
-            min_visibility=config["min_visibility"],
-            min_area=config["min_box_area"],
+            min_visibility=config.min_visibility,
+            min_area=config.min_box_area,
             clip=True,
         ),
         seed=seed,

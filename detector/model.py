@@ -1,6 +1,6 @@
 """The detector network: torchvision Faster R-CNN with two classes (background, cluster).
 
-``build_model(model_config)`` is the one factory. Backbones (``model_config["backbone"]``):
+``build_model(model_config)`` is the one factory. Backbones (``model_config.backbone``):
 
 - ``small`` (default): a few conv-bn-relu blocks, stride 8, one feature map with ``out_channels``
   channels; the last two blocks are dilated so that the receptive field covers large clusters.
@@ -25,6 +25,9 @@ from torchvision.models.detection.anchor_utils import AnchorGenerator
 from torchvision.models.detection.faster_rcnn import FastRCNNPredictor, TwoMLPHead
 from torchvision.models.detection.transform import GeneralizedRCNNTransform
 from torchvision.ops import MultiScaleRoIAlign
+
+from detector.config import ModelSettings
+from pipeline.core import config as core_config
 
 BACKBONES = ("small", "mobilenet_v3_large_fpn", "resnet50_fpn")
 
@@ -91,31 +94,34 @@ def _stock_backbone(name: str) -> nn.Module:
     return GreyToRGB(factory(weights=None, weights_backbone=None, num_classes=2).backbone)
 
 
-def build_model(config: dict) -> FasterRCNN:
-    """Faster R-CNN for two classes from the ``model`` section of a detector config."""
-    name = config["backbone"]
+def build_model(config: ModelSettings | dict) -> FasterRCNN:
+    """Faster R-CNN for two classes from the ``model`` section of a detector config (or its
+    mapping)."""
+    if not isinstance(config, ModelSettings):
+        config = core_config.parse(ModelSettings, config, "model.")
+    name = config.backbone
     if name not in BACKBONES:
         raise ValueError(f"unknown detector backbone {name!r}; choose one of {BACKBONES}")
     if name == "small":
-        backbone = SmallBackbone(config["widths"], config["out_channels"])
+        backbone = SmallBackbone(config.widths, config.out_channels)
         feature_maps = 1
     else:
         backbone = _stock_backbone(name)
         feature_maps = 3 if name == "mobilenet_v3_large_fpn" else 5
     # small: one feature map carries every size; mobilenet (3 coarse levels): every size on each
     # level, as torchvision does; resnet50 FPN (5 levels, strides 4..64): one size per level
-    sizes = tuple(config["anchor_sizes"])
+    sizes = tuple(config.anchor_sizes)
     if feature_maps == 5:
         anchor_sizes = tuple((sizes[min(i, len(sizes) - 1)],) for i in range(5))
     else:
         anchor_sizes = (sizes,) * feature_maps
-    ratios = tuple(config["aspect_ratios"])
+    ratios = tuple(config.aspect_ratios)
     anchors = AnchorGenerator(anchor_sizes, (ratios,) * feature_maps)
     pool_names = ["0"] if name == "small" else ["0", "1", "2", "3"]  # absent names are skipped
     roi_pool = MultiScaleRoIAlign(
-        pool_names, output_size=7, sampling_ratio=config["roi_sampling_ratio"]
+        pool_names, output_size=7, sampling_ratio=config.roi_sampling_ratio
     )
-    representation = config["representation_size"]
+    representation = config.representation_size
     model = FasterRCNN(
         backbone,
         num_classes=None,
@@ -123,15 +129,15 @@ def build_model(config: dict) -> FasterRCNN:
         box_roi_pool=roi_pool,
         box_head=TwoMLPHead(backbone.out_channels * 7 * 7, representation),
         box_predictor=FastRCNNPredictor(representation, 2),
-        rpn_pre_nms_top_n_train=config["rpn_pre_nms_top_n_train"],
-        rpn_post_nms_top_n_train=config["rpn_post_nms_top_n_train"],
-        rpn_pre_nms_top_n_test=config["rpn_pre_nms_top_n_test"],
-        rpn_post_nms_top_n_test=config["rpn_post_nms_top_n_test"],
-        box_score_thresh=config["box_score_thresh"],
-        box_nms_thresh=config["box_nms_thresh"],
-        box_detections_per_img=config["box_detections_per_img"],
+        rpn_pre_nms_top_n_train=config.rpn_pre_nms_top_n_train,
+        rpn_post_nms_top_n_train=config.rpn_post_nms_top_n_train,
+        rpn_pre_nms_top_n_test=config.rpn_pre_nms_top_n_test,
+        rpn_post_nms_top_n_test=config.rpn_post_nms_top_n_test,
+        box_score_thresh=config.box_score_thresh,
+        box_nms_thresh=config.box_nms_thresh,
+        box_detections_per_img=config.box_detections_per_img,
     )
     model.transform = NativeSizeTransform(
-        min_size=1, max_size=1, image_mean=config["image_mean"], image_std=config["image_std"]
+        min_size=1, max_size=1, image_mean=config.image_mean, image_std=config.image_std
     )
     return model

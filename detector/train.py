@@ -18,6 +18,7 @@ import torch
 
 from detector import data as detdata
 from detector.api import STAGE, THRESHOLDS_FILE, Detector
+from detector.config import DetectorConfig, TrainSettings
 from detector.evaluate import evaluate, pooled, predict, summarise
 from detector.metrics import best_f1_threshold
 from detector.model import build_model
@@ -34,10 +35,10 @@ def _seed_worker(worker_id: int) -> None:
     info.dataset.transform.set_random_seed(info.seed % 2**31)
 
 
-def schedule(config: dict, steps_per_epoch: int):
+def schedule(config: TrainSettings, steps_per_epoch: int):
     """Learning-rate factor per step: linear warm-up, then cosine decay to 0 at the last step."""
-    total = config["epochs"] * steps_per_epoch
-    warmup = min(config["warmup_steps"], total // 2)
+    total = config.epochs * steps_per_epoch
+    warmup = min(config.warmup_steps, total // 2)
 
     def factor(step: int) -> float:
         if step < warmup:
@@ -57,7 +58,7 @@ def validate(detector: Detector, samples: list[detdata.Sample]) -> dict:
 
 
 def train(
-    config: dict,
+    config: DetectorConfig,
     data_dir: str | Path,
     out: str | Path,
     epochs: int | None = None,
@@ -72,7 +73,7 @@ def train(
     config."""
     run = engine.start(STAGE, config, out, resume, epochs, init)
     config, out, log = run.config, run.out, run.log
-    settings = config["train"]
+    settings = config.train
     device = select_device(device)
 
     items = adir.find_images(data_dir)
@@ -86,27 +87,27 @@ def train(
     train_samples = detdata.load_samples(parts["train"])
     val_samples = detdata.load_samples(parts["val"])
 
-    network = build_model(config["model"]).to(device)
+    network = build_model(config.model).to(device)
     engine.initialise(run, STAGE, network, init)
     optimizer = torch.optim.AdamW(
-        network.parameters(), lr=settings["lr"], weight_decay=settings["weight_decay"]
+        network.parameters(), lr=settings.lr, weight_decay=settings.weight_decay
     )
     dataset = detdata.DetectionDataset(
-        train_samples, detdata.build_augmentation(config["augment"], config["seed"])
+        train_samples, detdata.build_augmentation(config.augment, config.seed)
     )
-    steps_per_epoch = math.ceil(len(dataset) / settings["batch_size"])
+    steps_per_epoch = math.ceil(len(dataset) / settings.batch_size)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, schedule(settings, steps_per_epoch))
 
     def batches(epoch: int):
-        dataset.transform.set_random_seed(config["seed"] + epoch)
+        dataset.transform.set_random_seed(config.seed + epoch)
         return torch.utils.data.DataLoader(
             dataset,
-            batch_size=settings["batch_size"],
+            batch_size=settings.batch_size,
             shuffle=True,
-            num_workers=settings["workers"],
+            num_workers=settings.workers,
             collate_fn=detdata.collate,
-            worker_init_fn=_seed_worker if settings["workers"] else None,
-            generator=torch.Generator().manual_seed(config["seed"] + epoch),
+            worker_init_fn=_seed_worker if settings.workers else None,
+            generator=torch.Generator().manual_seed(config.seed + epoch),
         )
 
     def losses(batch) -> dict:
@@ -141,7 +142,7 @@ def train(
         validate=validation,
         columns=("loss", *LOSSES, *(f"val_{name}" for name in VALIDATION)),
         model_files=thresholds,
-        clip_grad_norm=settings["clip_grad_norm"],
+        clip_grad_norm=settings.clip_grad_norm,
     )
     folder = engine.fit(run, training)
     from detector.api import load_model

@@ -1,57 +1,63 @@
-"""The pipeline's settings: ``DEFAULTS`` (documented, key by key, in ``configs/pipeline.yaml``,
-which a test keeps equal to it) and a user's YAML file merged over them."""
+"""The pipeline's settings (``chromoseg run`` / ``eval pipeline``): ``PipelineConfig``, whose
+defaults ``configs/pipeline.yaml`` spells out key by key (a test keeps the two equal), and
+``load_config`` for a user's YAML file over them (``pipeline.core.config``)."""
 
 from __future__ import annotations
 
-import copy
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Literal
 
-import yaml
-
-from pipeline.core.errors import InputError
-
-DEFAULTS = {
-    "polarity": "auto",
-    "detector": {"model": None, "score_threshold": None, "input_scale": None},
-    "segmenter": {"model": None, "batch_size": 64, "margin": None},
-    "stitch": {
-        "min_fragment_pixels": 20,
-        "min_inside_fraction": 0.5,
-        "min_segmenter_score": 0.9,
-        "uncertain_max_pixels": 200,
-        "duplicate_iou": 0.5,
-        "duplicate_containment": 0.8,
-    },
-    "tiling": {"max_side": 1536, "tile": 1024, "overlap": 256},
-    "batch": {"images": 8},
-}
+from pipeline.core import config as core_config
 
 
-def merged(base: dict, override: dict, where: str = "") -> dict:
-    """``base`` with ``override``'s values; InputError for keys ``base`` does not have."""
-    out = copy.deepcopy(base)
-    for key, value in override.items():
-        if key not in base:
-            raise InputError(f"unknown pipeline setting {where}{key!r}")
-        if isinstance(base[key], dict):
-            if not isinstance(value, dict):
-                raise InputError(f"pipeline setting {where}{key!r} must be a mapping")
-            out[key] = merged(base[key], value, f"{where}{key}.")
-        else:
-            out[key] = value
-    return out
+@dataclass
+class DetectorSettings:
+    model: Path | None = None  # model folder; None: the shipped detector/pretrained
+    score_threshold: float | None = None  # None: the model's own threshold
+    input_scale: float | None = None  # None: the model's own
 
 
-def load_config(path: str | Path | None = None, **overrides) -> dict:
-    """The defaults, merged with the YAML file at ``path`` and then with ``overrides``
-    (section -> dict of settings)."""
-    config = copy.deepcopy(DEFAULTS)
-    if path is not None:
-        try:
-            data = yaml.safe_load(Path(path).read_text()) or {}
-        except (OSError, yaml.YAMLError) as error:
-            raise InputError(f"cannot read config {path}: {error}") from error
-        if not isinstance(data, dict):
-            raise InputError(f"config {path} must be a mapping of settings")
-        config = merged(config, data)
-    return merged(config, overrides)
+@dataclass
+class SegmenterSettings:
+    model: Path | None = None  # model folder; None: the shipped segmenter/pretrained
+    batch_size: int = 64
+    margin: int | None = None  # None: the model's own
+
+
+@dataclass
+class StitchSettings:
+    min_fragment_pixels: int = 20
+    min_inside_fraction: float = 0.5
+    min_segmenter_score: float = 0.9
+    uncertain_max_pixels: int = 200
+    duplicate_iou: float = 0.5
+    duplicate_containment: float = 0.8
+
+
+@dataclass
+class TilingSettings:
+    max_side: int = 1536
+    tile: int = 1024
+    overlap: int = 256
+
+
+@dataclass
+class BatchSettings:
+    images: int = 8
+
+
+@dataclass
+class PipelineConfig:
+    polarity: Literal["auto", "bright", "dark"] = "auto"
+    detector: DetectorSettings = field(default_factory=DetectorSettings)
+    segmenter: SegmenterSettings = field(default_factory=SegmenterSettings)
+    stitch: StitchSettings = field(default_factory=StitchSettings)
+    tiling: TilingSettings = field(default_factory=TilingSettings)
+    batch: BatchSettings = field(default_factory=BatchSettings)
+
+
+def load_config(path: str | Path | None = None, **overrides) -> PipelineConfig:
+    """The defaults, then the YAML file at ``path``, then ``overrides`` (section -> dict of
+    settings); ``ConfigError`` (an ``InputError``) naming any unknown or ill-typed setting."""
+    return core_config.load(PipelineConfig, path, overrides)

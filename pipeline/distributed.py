@@ -39,6 +39,7 @@ from dataclasses import replace
 from functools import partial
 from pathlib import Path
 
+from pipeline.config import PipelineConfig
 from pipeline.core.errors import InputError
 from pipeline.inputs import ImageJob
 from pipeline.measure import column_names
@@ -56,7 +57,7 @@ class WorkerLostError(RuntimeError):
     """An image whose task was lost with its worker more often than dask allows."""
 
 
-def load_default_models(config: dict, device: str | None) -> Models:
+def load_default_models(config: PipelineConfig, device: str | None) -> Models:
     """The models a pipeline config names, on ``device`` (None: cuda where the worker has it)."""
     if device is None:
         import torch
@@ -94,7 +95,7 @@ def _as_given(message: str, job: ImageJob, resolved: ImageJob) -> str:
 def process_on_worker(
     jobs: list[ImageJob],
     loader: Callable[[], Models],
-    config: dict,
+    config: PipelineConfig,
     pixel_size: float | None,
     out_dir: str,
     base: str,
@@ -200,7 +201,7 @@ class _DaskBatchRun(_BatchRun):
             total=len(self.jobs), initial=self.summary.resumed, unit="image", disable=self.quiet
         )
         workers = len(client.scheduler_info()["workers"])
-        size = group_size(len(todo), workers, int(self.config["batch"]["images"]))
+        size = group_size(len(todo), workers, self.config.batch.images)
         arguments = (loader, self.config, self.pixel_size, str(self.out_dir.resolve()), os.getcwd())
         self.written = time.perf_counter()
 
@@ -227,7 +228,7 @@ class _DaskBatchRun(_BatchRun):
 def run_dask(
     jobs: list[ImageJob],
     models: Models,
-    config: dict,
+    config: PipelineConfig,
     out_dir: str | Path,
     pixel_size: float | None = None,
     resume: bool = False,

@@ -18,6 +18,7 @@ from __future__ import annotations
 import numpy as np
 from skimage.filters import threshold_otsu
 
+from pipeline.config import PipelineConfig, StitchSettings
 from pipeline.core import matching
 from pipeline.core.adir import MIN_PIXELS, AdirImage, chromosome_instances, load
 from pipeline.inputs import ImageJob
@@ -109,7 +110,9 @@ def summarise(per_image: list[dict]) -> dict:
     }
 
 
-def segment_with_truth(detected: Detected, true_masks: np.ndarray, stitch_config: dict) -> None:
+def segment_with_truth(
+    detected: Detected, true_masks: np.ndarray, stitch_config: StitchSettings
+) -> None:
     """Fill ``detected.pieces`` from the true chromosome masks ``(N, H, W)`` bool instead of the
     U-Net: each crop's class probabilities are its one-hot target ``(4, 88, 88)``."""
     target = target_from_instances(true_masks)
@@ -122,7 +125,7 @@ def segment_with_truth(detected: Detected, true_masks: np.ndarray, stitch_config
 def evaluate(
     images: list[AdirImage],
     models: Models,
-    config: dict,
+    config: PipelineConfig,
     progress=None,
     true_segmentation: bool = False,
 ) -> dict:
@@ -135,8 +138,8 @@ def evaluate(
         true = instances_from_masks(true_masks)
         job = ImageJob(image.dapi_path, image.slide, image.name, image.name)
         if true_segmentation:
-            detected = detect_image(load_image(job, config["polarity"]), models, config)
-            segment_with_truth(detected, true_masks, config["stitch"])
+            detected = detect_image(load_image(job, config.polarity), models, config)
+            segment_with_truth(detected, true_masks, config.stitch)
             result = build_result(detected, config, None)
         else:
             result = process_image(job, models, config)

@@ -18,7 +18,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from pipeline.core.modelfolder import ModelFolder
+from pipeline.config import PipelineConfig
+from pipeline.core.modelfolder import describe
 
 
 @dataclass
@@ -30,25 +31,25 @@ class Models:
     max_boxes: int | None = None
 
 
-def load_models(config: dict, device: str = "cpu") -> Models:
+def load_models(config: PipelineConfig, device: str = "cpu") -> Models:
     """The detector and segmenter named in a pipeline config (None: the shipped ones); the crop
     margin is the segmenter's own unless the config sets ``segmenter.margin``."""
     from detector import api as detector_api
     from segmenter import api as segmenter_api
 
-    detector_folder = config["detector"]["model"] or detector_api.PRETRAINED
-    segmenter_folder = config["segmenter"]["model"] or segmenter_api.PRETRAINED
+    detector_folder = config.detector.model or detector_api.PRETRAINED
+    segmenter_folder = config.segmenter.model or segmenter_api.PRETRAINED
     detector_model = detector_api.load_model(detector_folder, device=device)
     segmenter_model = segmenter_api.load_model(segmenter_folder, device=device)
-    margin = config["segmenter"]["margin"]
-    batch_size = int(config["segmenter"]["batch_size"])
+    margin = config.segmenter.margin
+    batch_size = config.segmenter.batch_size
 
     def detect(image: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         return detector_api.detect(
             detector_model,
             image,
-            score_threshold=config["detector"]["score_threshold"],
-            input_scale=config["detector"]["input_scale"],
+            score_threshold=config.detector.score_threshold,
+            input_scale=config.detector.input_scale,
         )
 
     def segment(crops: np.ndarray) -> np.ndarray:
@@ -59,8 +60,8 @@ def load_models(config: dict, device: str = "cpu") -> Models:
         segment=segment,
         margin=segmenter_model.margin if margin is None else int(margin),
         info={
-            "detector": ModelFolder(detector_folder, detector_api.STAGE).describe(),
-            "segmenter": ModelFolder(segmenter_folder, segmenter_api.STAGE).describe(),
+            "detector": describe(detector_folder),
+            "segmenter": describe(segmenter_folder),
         },
-        max_boxes=detector_model.config["model"].get("box_detections_per_img"),
+        max_boxes=detector_model.config.model.box_detections_per_img,
     )

@@ -40,6 +40,8 @@ import numpy as np
 import pandas as pd
 
 from pipeline import __version__
+from pipeline.config import PipelineConfig, StitchSettings, TilingSettings
+from pipeline.core.config import to_dict
 from pipeline.core.errors import InputError
 from pipeline.core.files import write_bytes, write_json
 from pipeline.core.imageio import read_image, to_grey
@@ -146,9 +148,9 @@ def load_image(job: ImageJob, polarity: str = "auto") -> LoadedImage:
     return LoadedImage(job, normalised, channels, notes)
 
 
-def detect_boxes(models: Models, normalised: NormalisedImage, tiling: dict):
+def detect_boxes(models: Models, normalised: NormalisedImage, tiling: TilingSettings):
     """Cluster boxes and scores of a normalised image, in ``order_boxes`` order; detected in
-    tiles when its longer side exceeds ``tiling["max_side"]``. Also returns how many detector
+    tiles when its longer side exceeds ``tiling.max_side``. Also returns how many detector
     calls (tiles) gave as many boxes as the detector can return (``Models.max_boxes``): there,
     clusters may have been missed."""
     full = []
@@ -159,8 +161,8 @@ def detect_boxes(models: Models, normalised: NormalisedImage, tiling: dict):
             full.append(image.shape)
         return boxes, scores
 
-    if max(normalised.shape) > tiling["max_side"]:
-        boxes, scores = detect_tiled(detect, normalised, tiling["tile"], tiling["overlap"])
+    if max(normalised.shape) > tiling.max_side:
+        boxes, scores = detect_tiled(detect, normalised, tiling.tile, tiling.overlap)
     else:
         boxes, scores = detect(normalised.full())
         boxes, scores = order_boxes(
@@ -169,9 +171,9 @@ def detect_boxes(models: Models, normalised: NormalisedImage, tiling: dict):
     return boxes, scores, len(full)
 
 
-def detect_image(image: LoadedImage, models: Models, config: dict) -> Detected:
+def detect_image(image: LoadedImage, models: Models, config: PipelineConfig) -> Detected:
     """Boxes and crop windows of one image."""
-    boxes, scores, full = detect_boxes(models, image.normalised, config["tiling"])
+    boxes, scores, full = detect_boxes(models, image.normalised, config.tiling)
     if full:
         image.notes.append(
             f"the detector returned its maximum of {models.max_boxes} boxes in {full} tile(s): "
@@ -182,7 +184,7 @@ def detect_image(image: LoadedImage, models: Models, config: dict) -> Detected:
 
 
 def crop_pieces(
-    detected: Detected, index: int, probabilities: np.ndarray, stitch_config: dict
+    detected: Detected, index: int, probabilities: np.ndarray, stitch_config: StitchSettings
 ) -> list[Instance]:
     """The chromosomes in crop ``index`` of an image, from its class probabilities
     ``(4, 88, 88)`` resized back to the crop's window (``pipeline.stitch.window_instances``)."""
@@ -202,14 +204,14 @@ def crop_pieces(
     return window_instances(
         window,
         shape,
-        stitch_config["min_fragment_pixels"],
-        stitch_config["min_inside_fraction"],
-        stitch_config["min_segmenter_score"],
-        stitch_config["uncertain_max_pixels"],
+        stitch_config.min_fragment_pixels,
+        stitch_config.min_inside_fraction,
+        stitch_config.min_segmenter_score,
+        stitch_config.uncertain_max_pixels,
     )
 
 
-def segment_images(detected: list[Detected], models: Models, config: dict) -> None:
+def segment_images(detected: list[Detected], models: Models, config: PipelineConfig) -> None:
     """Cut, segment and map back every crop of these images, ``segmenter.batch_size`` crops per
     U-Net call, adding each crop's chromosomes to its image's ``pieces``.
 
@@ -218,23 +220,25 @@ def segment_images(detected: list[Detected], models: Models, config: dict) -> No
     images share its batch: resumed and uninterrupted runs give the same masks. Memory is bounded
     by one call's crops and probabilities, however many crops an image has.
     """
-    batch_size = int(config["segmenter"]["batch_size"])
+    batch_size = config.segmenter.batch_size
     items = [(item, index) for item in detected for index in range(len(item.boxes))]
     for start in range(0, len(items), batch_size):
         chunk = items[start : start + batch_size]
         crops = np.stack([item.crop(index) for item, index in chunk])
         probabilities = np.asarray(models.segment(crops))
         for (item, index), crop_probabilities in zip(chunk, probabilities, strict=True):
-            item.pieces += crop_pieces(item, index, crop_probabilities, config["stitch"])
+            item.pieces += crop_pieces(item, index, crop_probabilities, config.stitch)
 
 
-def build_result(detected: Detected, config: dict, pixel_size: float | None) -> ImageResult:
+def build_result(
+    detected: Detected, config: PipelineConfig, pixel_size: float | None
+) -> ImageResult:
     """Instances (duplicates merged, in reading order) and table of one segmented image."""
     image = detected.image
     instances = merge_pieces(
         detected.pieces,
-        config["stitch"]["duplicate_iou"],
-        config["stitch"]["duplicate_containment"],
+        config.stitch.duplicate_iou,
+        config.stitch.duplicate_containment,
     )
     table = measure(instances, image.channels, image.job.slide, image.job.image, pixel_size)
     shape = image.normalised.shape
@@ -242,12 +246,12 @@ def build_result(detected: Detected, config: dict, pixel_size: float | None) -> 
 
 
 def process_image(
-    job: ImageJob, models: Models, config: dict, pixel_size: float | None = None
+    job: ImageJob, models: Models, config: PipelineConfig, pixel_size: float | None = None
 ) -> ImageResult:
     """Everything for one image, nothing written (for engines that spread images over workers).
     Raises InputError for bad input."""
     started = time.perf_counter()
-    image = load_image(job, config["polarity"])
+    image = load_image(job, config.polarity)
     loaded = time.perf_counter()
     detected = detect_image(image, models, config)
     found = time.perf_counter()
@@ -267,9 +271,11 @@ def output_paths(out_dir: Path, key: str) -> dict[str, Path]:
     return {name: out_dir / "images" / f"{key}{suffix}" for name, suffix in OUTPUT_SUFFIXES.items()}
 
 
-def fingerprint(job: ImageJob, models: Models, config: dict, pixel_size: float | None) -> str:
+def fingerprint(
+    job: ImageJob, models: Models, config: PipelineConfig, pixel_size: float | None
+) -> str:
     """Hash of everything an image's outputs depend on (not batch sizes or workers)."""
-    settings = {key: value for key, value in config.items() if key != "batch"}
+    settings = {key: value for key, value in to_dict(config).items() if key != "batch"}
     settings["segmenter"] = {k: v for k, v in settings["segmenter"].items() if k != "batch_size"}
     text = json.dumps(
         {
@@ -414,7 +420,7 @@ class _BatchRun:
             "command": command,
             "started": datetime.now(timezone.utc).isoformat(timespec="seconds"),
             "versions": versions(),
-            "config": config,
+            "config": to_dict(config),
             "crop_margin": models.margin,
             "pixel_size_um": pixel_size,
             "models": models.info,
@@ -467,7 +473,7 @@ class _BatchRun:
         """(job, LoadedImage or the exception, seconds)."""
         started = time.perf_counter()
         try:
-            image = load_image(job, self.config["polarity"])
+            image = load_image(job, self.config.polarity)
         except Exception as error:  # one bad image must not stop the batch
             image = error
         return job, image, time.perf_counter() - started
@@ -526,7 +532,7 @@ class _BatchRun:
         progress = self.tqdm(
             total=len(self.jobs), initial=self.summary.resumed, unit="image", disable=self.quiet
         )
-        size = max(1, int(self.config["batch"]["images"]))
+        size = max(1, self.config.batch.images)
         with ThreadPoolExecutor(max_workers=self.workers) as pool:
             for first in range(0, len(todo), size):
                 self.process(todo[first : first + size], pool, progress)
@@ -544,7 +550,7 @@ class _BatchRun:
 def run_batch(
     jobs: list[ImageJob],
     models: Models,
-    config: dict,
+    config: PipelineConfig,
     out_dir: str | Path,
     pixel_size: float | None = None,
     resume: bool = False,

@@ -7,6 +7,7 @@ import sys
 from functools import partial
 from pathlib import Path
 
+from pipeline.core.config import to_dict
 from pipeline.core.errors import InputError
 from pipeline.core.resources import resource
 
@@ -206,7 +207,7 @@ def eval_command(args) -> int:
         "true_segmentation": args.true_segmentation,
         "models": models.info,
         "crop_margin": models.margin,
-        "config": config,
+        "config": to_dict(config),
         **results,
     }
     rows = [

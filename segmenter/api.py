@@ -22,6 +22,7 @@ import numpy as np
 
 from pipeline.core.device import select_device, use_bf16
 from pipeline.core.modelfolder import ModelFolder
+from segmenter.config import SegmenterConfig
 
 PRETRAINED = Path(__file__).resolve().parent / "pretrained"
 STAGE = "segmenter"
@@ -33,13 +34,13 @@ class Segmenter:
     form, see ``segmenter.model.for_inference``) and its resolved config."""
 
     net: object  # segmenter.model.UNet
-    config: dict
+    config: SegmenterConfig
     device: object  # torch.device
 
     @property
     def margin(self) -> int:
         """Crop margin (pixels) the model was trained with: use it for ``crops.window_for_box``."""
-        return int(self.config["data"]["margin"])
+        return self.config.data.margin
 
 
 def load_model(folder: str | Path | None = None, device: str | None = None) -> Segmenter:
@@ -47,7 +48,7 @@ def load_model(folder: str | Path | None = None, device: str | None = None) -> S
     ``pipeline.core.errors.ModelError`` for a folder that is not a usable segmenter."""
     from segmenter.model import build_model, for_inference
 
-    model_folder = ModelFolder(PRETRAINED if folder is None else folder, STAGE, sections=("data",))
+    model_folder = ModelFolder(PRETRAINED if folder is None else folder, STAGE, SegmenterConfig)
     net = model_folder.network(build_model)
     target = select_device(device)
     return Segmenter(for_inference(net).to(target), model_folder.config, target)
@@ -65,7 +66,7 @@ def segment(
 
     With ``inference.bf16`` in the model's config (``auto``: where
     ``pipeline.core.device.bf16_available``) the
-    network runs under bf16 autocast (off when the setting is absent).
+    network runs under bf16 autocast.
 
     With ``inference.flip_average`` in the model's config (the shipped model has it), every crop
     whose labels hold any chromosome-B or overlap pixel (two or more chromosomes: on ADIR about a
@@ -76,7 +77,7 @@ def segment(
     if crops.ndim != 3 or min(crops.shape[1:], default=0) < 1:
         raise ValueError(f"crops must be (N, H, W), got shape {crops.shape}")
     probabilities = _probabilities(model, crops, batch_size)
-    if (model.config.get("inference") or {}).get("flip_average", False):
+    if model.config.inference.flip_average:
         labels = probabilities.argmax(axis=1)
         several = ((labels == 2) | (labels == 3)).any(axis=(1, 2))
         if several.any():
@@ -96,7 +97,7 @@ def _probabilities(model: Segmenter, crops: np.ndarray, batch_size: int) -> np.n
     probabilities = np.zeros((len(crops), 4, *crops.shape[1:]), np.float32)
     batch = np.zeros((batch_size, 1, *crops.shape[1:]), np.float32)
     model.net.eval()
-    bf16 = use_bf16((model.config.get("inference") or {}).get("bf16", False), model.device)
+    bf16 = use_bf16(model.config.inference.bf16, model.device)
     with torch.no_grad(), torch.autocast(model.device.type, torch.bfloat16, enabled=bf16):
         for start in range(0, len(crops), batch_size):
             count = min(batch_size, len(crops) - start)

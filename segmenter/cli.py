@@ -15,7 +15,8 @@ CROP_SUFFIXES = (".png", ".tif", ".tiff", ".jpg", ".jpeg", ".bmp")
 
 def _train(args) -> int:
     from pipeline.core.engine import MODEL_FOLDER
-    from segmenter.train import load_config, train
+    from segmenter.config import load_config
+    from segmenter.train import train
 
     config = load_config(args.config)
     train(
@@ -40,7 +41,7 @@ def _load_model(args):
 
     model = load_model(args.model, args.device)
     if args.no_flip_average:
-        model.config["inference"] = {**model.config.get("inference", {}), "flip_average": False}
+        model.config.inference.flip_average = False
     return model
 
 
@@ -56,7 +57,7 @@ def _eval(args) -> int:
     split_file = folder / SPLIT_FILE
     split = json.loads(split_file.read_text()) if split_file.is_file() else None
     sets = evaluate.held_out_sets(
-        args.data, split, model.config["data"], args.h5, args.workers, args.part
+        args.data, split, model.config.data, args.h5, args.workers, args.part
     )
     labels = evaluate.predict(model, sets, args.batch_size)
     results = evaluate.score(sets, labels)

@@ -18,6 +18,7 @@ import numpy as np
 
 from pipeline.core import adir, imageio
 from segmenter import crops, synthetic
+from segmenter.config import DataSettings
 from segmenter.targets import IGNORE, cluster_chromosomes, meet_end_to_end, target_from_instances
 
 
@@ -192,18 +193,18 @@ class TrainingSet:
     item ``i`` of epoch ``e`` is the same for the same ``seed`` (set ``epoch`` before each epoch).
     """
 
-    def __init__(self, prepared: Prepared, data_config: dict, seed: int):
+    def __init__(self, prepared: Prepared, data_config: DataSettings, seed: int):
         real = prepared.crops
         multi = np.flatnonzero(real.counts >= 2)
-        repeat = int(data_config["multi_repeat"])
+        repeat = data_config.multi_repeat
         self.crops = real
         self.order = np.concatenate([np.arange(len(real.counts))] + [multi] * (repeat - 1))
         self.singles = prepared.singles
         self.ratios = prepared.ratios
         enough = len(self.singles) >= 2
-        self.synthetic = int(data_config["synthetic_per_epoch"]) if enough else 0
-        self.options = data_config.get("synthetic") or {}
-        self.margin = int(data_config["margin"])
+        self.synthetic = data_config.synthetic_per_epoch if enough else 0
+        self.options = data_config.synthetic
+        self.margin = data_config.margin
         self.seed = seed
         self.epoch = 0
         self._augment = None

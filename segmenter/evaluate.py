@@ -12,6 +12,7 @@ permutation-invariant, and how often every chromosome comes back as its own inst
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 import cv2
@@ -19,6 +20,7 @@ import numpy as np
 
 from pipeline.core import adir
 from segmenter import api, dataset, metrics, synthetic
+from segmenter.config import DataSettings
 from segmenter.h5data import load_h5_pairs
 from segmenter.targets import CLASS_NAMES
 
@@ -32,29 +34,28 @@ SYNTHETIC_SETS = {  # name: (pair kinds, or None for clusters of 3-5; banding sh
 
 
 def synthetic_sets(
-    prepared: dataset.Prepared, data_config: dict, count: int, seed: int
+    prepared: dataset.Prepared, data_config: DataSettings, count: int, seed: int
 ) -> dict[str, tuple[np.ndarray, np.ndarray]]:
     """``SYNTHETIC_SETS`` of ``count`` clusters each from ``prepared``'s singles (its own measured
     overlap ratios, else the config's default), the config's overlap and size settings: crossing
     pairs, touching pairs (touch, side by side, end to end), clusters of 3-5 (unbanded) and banded
     pairs. Empty sets when it has fewer than two singles."""
-    options = dict(data_config.get("synthetic") or {})
-    ratios = prepared.ratios if len(prepared.ratios) else [data_config["default_overlap_ratio"]]
+    ratios = prepared.ratios if len(prepared.ratios) else [data_config.default_overlap_ratio]
     sets = {}
     for offset, (name, (kinds, band_fraction)) in enumerate(SYNTHETIC_SETS.items()):
         if len(prepared.singles) < 2 or count <= 0:
             empty = dataset.Crops.concatenate([])
             sets[name] = (empty.images, empty.targets)
             continue
-        set_options = {**options, "band_fraction": band_fraction}
+        set_options = replace(data_config.synthetic, band_fraction=band_fraction)
         if kinds is None:  # clusters of 3-5; pairs of the given kinds otherwise
-            set_options["cluster_sizes"] = {3: 0.4, 4: 0.35, 5: 0.25}
+            set_options = replace(set_options, cluster_sizes={3: 0.4, 4: 0.35, 5: 0.25})
         sets[name] = synthetic.make_clusters(
             prepared.singles,
             np.asarray(ratios, np.float32),
             count,
             seed + offset,
-            int(data_config["margin"]),
+            data_config.margin,
             set_options,
             kinds,
         )
@@ -64,7 +65,7 @@ def synthetic_sets(
 def held_out_sets(
     data_dir: str | Path | None,
     split: dict | None,
-    data_config: dict,
+    data_config: DataSettings,
     h5_path: str | Path | None = None,
     workers: int = 1,
     part: str = "test",
@@ -79,9 +80,7 @@ def held_out_sets(
     sets = {}
     if data_dir is not None:
         images = adir.select(adir.find_images(data_dir), part, split)
-        prepared = dataset.prepare(
-            images, int(data_config["margin"]), int(data_config["context"]), workers
-        )
+        prepared = dataset.prepare(images, data_config.margin, data_config.context, workers)
         real = prepared.crops
         for name, keep in (
             ("real_pairs", real.counts == 2),
@@ -97,7 +96,7 @@ def held_out_sets(
             synthetic_sets(
                 prepared,
                 data_config,
-                int(data_config[f"{part}_synthetic"]),
+                getattr(data_config, f"{part}_synthetic"),
                 SYNTHETIC_SEEDS[part],
             )
         )

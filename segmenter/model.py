@@ -15,10 +15,14 @@ Presets (``PRESETS``) name whole layouts; ``hu2017`` is the seed's network (Hu e
 from __future__ import annotations
 
 import copy
+from dataclasses import asdict
 
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+from pipeline.core import config as core_config
+from segmenter.config import DEFAULT_LAYOUT, Layout
 
 NUM_CLASSES = 4
 PRESETS = {
@@ -112,23 +116,23 @@ def for_inference(net: UNet) -> UNet:
     return fused.to(memory_format=torch.channels_last)
 
 
-def resolve(model_config: dict) -> dict:
-    """The full layout of a ``model:`` config section: its preset's values, then its own keys."""
-    config = dict(model_config or {})
-    preset = config.pop("preset", None)
-    if preset is not None and preset not in PRESETS:
-        raise ValueError(f"unknown segmenter preset {preset!r}; known: {sorted(PRESETS)}")
-    layout = {**PRESETS.get(preset, {}), **config}
-    missing = {"channels", "norm", "skip"} - set(layout)
-    if missing:
-        raise ValueError(f"model config lacks {sorted(missing)} (or a preset that gives them)")
-    return {"preset": preset, **layout}
+def resolve(layout: Layout | dict | None) -> Layout:
+    """The full layout of a ``model:`` config section (a ``Layout`` or its mapping): its own
+    values, the rest from its preset (or ``DEFAULT_LAYOUT``). ValueError for an unknown preset
+    or setting."""
+    if not isinstance(layout, Layout):
+        layout = core_config.parse(Layout, layout, "model.")
+    if layout.preset is not None and layout.preset not in PRESETS:
+        raise ValueError(f"unknown segmenter preset {layout.preset!r}; known: {sorted(PRESETS)}")
+    base = PRESETS[layout.preset] if layout.preset is not None else DEFAULT_LAYOUT
+    own = {key: value for key, value in asdict(layout).items() if value is not None}
+    return Layout(**{**base, **own})
 
 
-def build_model(model_config: dict) -> UNet:
+def build_model(layout: Layout | dict | None) -> UNet:
     """A U-Net from a ``model:`` config section (see ``resolve``)."""
-    layout = resolve(model_config)
-    return UNet(layout["channels"], layout["norm"], layout["skip"])
+    layout = resolve(layout)
+    return UNet(layout.channels, layout.norm, layout.skip)
 
 
 def count_macs(model: nn.Module, size: int = 88) -> int:

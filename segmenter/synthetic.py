@@ -44,28 +44,14 @@ import cv2
 import numpy as np
 
 from segmenter import crops
+from segmenter.config import KINDS as KINDS  # re-exported: the kinds this module makes
+from segmenter.config import SyntheticOptions
 from segmenter.targets import IGNORE, OVERLAP, cluster_targets, target_from_instances
 
 RING_PIXELS = 3  # single-chromosome pixels this close to an overlap region are its reference
 MIN_REGION_PIXELS = 5
 _SQUARE3 = np.ones((3, 3), np.uint8)
-KINDS = ("cross", "touch", "side_by_side", "end_to_end", "parallel")
 TOUCHING_KINDS = ("touch", "side_by_side", "end_to_end")
-DEFAULTS = {
-    "kinds": {
-        "cross": 0.5,
-        "touch": 0.2,
-        "side_by_side": 0.15,
-        "end_to_end": 0.05,
-        "parallel": 0.1,
-    },
-    "cluster_sizes": {1: 0.08, 2: 0.67, 3: 0.13, 4: 0.08, 5: 0.04},
-    "additive_share": 0.5,
-    "additive_gain": [0.6, 1.0],
-    "band_fraction": 0.3,
-    "band_depth": [0.2, 0.6],
-    "size_range": [0.8, 1.25],
-}
 
 
 @dataclass(frozen=True)
@@ -296,7 +282,7 @@ def make_cluster(
     rng: np.random.Generator,
     margin: int,
     kinds: list[str],
-    options: dict | None = None,
+    options: SyntheticOptions | None = None,
     tries: int = 20,
 ) -> tuple[np.ndarray, np.ndarray] | None:
     """One synthetic cluster as a segmenter crop: ``(image (88, 88) float32, target (88, 88)
@@ -304,14 +290,12 @@ def make_cluster(
 
     ``singles[0]`` stays in its window; ``singles[i]`` (i >= 1) is placed the way ``kinds[i - 1]``
     says (``KINDS``) next to a random chromosome already placed, never touching the window's
-    other chromosomes or ignored pixels. ``options``: ``DEFAULTS``' overlap, banding and size
-    settings.
+    other chromosomes or ignored pixels. ``options``: the overlap, banding and size
+    settings (None: the defaults).
     """
-    options = {**DEFAULTS, **(options or {})}
+    options = options or SyntheticOptions()
     first = singles[0]
-    band_depth = (
-        rng.uniform(*options["band_depth"]) if rng.random() < options["band_fraction"] else None
-    )
+    band_depth = rng.uniform(*options.band_depth) if rng.random() < options.band_fraction else None
     window = first.window
     if band_depth is not None:
         window = banded(window, first.mask, first.background, rng, band_depth)
@@ -323,7 +307,7 @@ def make_cluster(
         for _ in range(tries):
             which = int(rng.integers(len(masks)))
             angle = _orientation(kind, axes[which], rng)
-            value, alpha = _rotated(cutout, angle, rng.uniform(*options["size_range"]))
+            value, alpha = _rotated(cutout, angle, rng.uniform(*options.size_range))
             placed = np.logical_or.reduce(masks)
             found = _place(kind, alpha > 0.5, masks[which], axes[which], placed, rng)
             if found is None or not _acceptable(kind, found[1], masks[which], masks, forbidden):
@@ -344,8 +328,8 @@ def make_cluster(
     if shared.any():
         own = np.stack([window, *values])[:, shared]
         present = stack[:, shared]
-        if rng.random() < options["additive_share"]:
-            gain = rng.uniform(*options["additive_gain"])
+        if rng.random() < options.additive_share:
+            gain = rng.uniform(*options.additive_gain)
             level = background + gain * ((own - background) * present).sum(axis=0)
         else:
             level = ratio * (own * present).sum(axis=0) / present.sum(axis=0)
@@ -358,12 +342,12 @@ def make_cluster(
     return crops.crop_image(image, geometry, background), crops.crop_labels(target, geometry)
 
 
-def draw_kinds(rng: np.random.Generator, options: dict | None = None) -> list[str]:
+def draw_kinds(rng: np.random.Generator, options: SyntheticOptions | None = None) -> list[str]:
     """The kinds of a random cluster: its size from ``cluster_sizes``, each added chromosome's
-    kind from ``kinds`` (``DEFAULTS``); a pair of a given kind only with a size of 2."""
-    options = {**DEFAULTS, **(options or {})}
-    sizes = {int(k): float(v) for k, v in options["cluster_sizes"].items()}
-    weights = {k: float(v) for k, v in options["kinds"].items()}
+    kind from ``kinds``; a pair of a given kind only with a size of 2."""
+    options = options or SyntheticOptions()
+    sizes = {int(k): float(v) for k, v in options.cluster_sizes.items()}
+    weights = {k: float(v) for k, v in options.kinds.items()}
     size = int(rng.choice(list(sizes), p=np.asarray(list(sizes.values())) / sum(sizes.values())))
     p = np.asarray(list(weights.values())) / sum(weights.values())
     return [str(rng.choice(list(weights), p=p)) for _ in range(size - 1)]
@@ -375,7 +359,7 @@ def make_clusters(
     count: int,
     seed: int,
     margin: int,
-    options: dict | None = None,
+    options: SyntheticOptions | None = None,
     kinds: tuple[str, ...] | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """``count`` synthetic clusters: images ``(count, 88, 88)`` float32, targets uint8,

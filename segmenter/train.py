@@ -25,13 +25,12 @@ import json
 from pathlib import Path
 
 import numpy as np
-import yaml
 
 from pipeline.core import adir, engine
 from pipeline.core.device import select_device, use_bf16
-from pipeline.core.errors import ConfigError
 from pipeline.core.modelfolder import METRICS_FILE, SPLIT_FILE
 from segmenter import api, dataset, evaluate, metrics
+from segmenter.config import SegmenterConfig, TrainSettings
 from segmenter.h5data import load_h5_pairs
 from segmenter.model import build_model, count_macs, resolve
 from segmenter.targets import IGNORE
@@ -44,37 +43,6 @@ VALIDATION = (
     "val_synthetic_B",
     "val_synthetic_overlap",
 )
-REQUIRED = {
-    "model": (),
-    "data": (
-        "margin",
-        "context",
-        "multi_repeat",
-        "synthetic_per_epoch",
-        "default_overlap_ratio",
-        "val_synthetic",
-        "test_synthetic",
-    ),
-    "train": ("epochs", "batch_size", "lr", "weight_decay", "dice_weight", "workers"),
-}
-
-
-def load_config(path: str | Path) -> dict:
-    """A segmenter config (YAML) with its model section resolved; ConfigError if unusable."""
-    path = Path(path)
-    if not path.is_file():
-        raise ConfigError(f"config file not found: {path}")
-    config = yaml.safe_load(path.read_text()) or {}
-    for section, keys in REQUIRED.items():
-        missing = [key for key in keys if key not in (config.get(section) or {})]
-        if section not in config or missing:
-            raise ConfigError(f"{path}: section '{section}' missing or lacks {missing}")
-    try:
-        config["model"] = resolve(config["model"])
-    except ValueError as error:
-        raise ConfigError(f"{path}: {error}") from error
-    config.setdefault("seed", 0)
-    return config
 
 
 def pair_loss(logits, target, dice_weight: float):
@@ -99,45 +67,45 @@ def pair_loss(logits, target, dice_weight: float):
     return torch.minimum(per_crop(target), per_crop(swapped)).mean()
 
 
-def loader_arguments(train_config: dict, device) -> dict:
+def loader_arguments(train_config: TrainSettings, device) -> dict:
     """Keyword arguments of the training ``DataLoader`` (shuffled, whole batches only)."""
     return dict(
-        batch_size=int(train_config["batch_size"]),
+        batch_size=train_config.batch_size,
         shuffle=True,
-        num_workers=int(train_config["workers"]),
+        num_workers=train_config.workers,
         drop_last=True,
         pin_memory=device.type == "cuda",
         persistent_workers=False,
     )
 
 
-def optimisation(net, train_config: dict, total_steps: int):
+def optimisation(net, train_config: TrainSettings, total_steps: int):
     """AdamW and its one-cycle schedule over ``total_steps`` optimiser steps."""
     import torch
 
     optimizer = torch.optim.AdamW(
         net.parameters(),
-        lr=float(train_config["lr"]),
-        weight_decay=float(train_config["weight_decay"]),
+        lr=train_config.lr,
+        weight_decay=train_config.weight_decay,
     )
     scheduler = torch.optim.lr_scheduler.OneCycleLR(
         optimizer,
-        max_lr=float(train_config["lr"]),
+        max_lr=train_config.lr,
         total_steps=max(1, total_steps),
         pct_start=max(0.1, 2 / max(1, total_steps)),  # >= 2 warm-up steps
     )
     return optimizer, scheduler
 
 
-def training(net, training_set, config: dict, val_sets: dict, device) -> engine.Training:
+def training(net, training_set, config: SegmenterConfig, val_sets: dict, device) -> engine.Training:
     """The segmenter as the engine trains it: ``net`` (on ``device``, channels-last) on
     ``training_set`` (``dataset.TrainingSet``) with the optimiser, loss and loader of
-    ``config["train"]``, validated on ``val_sets`` (``_validate``, predicting as the config's
+    ``config.train``, validated on ``val_sets`` (``_validate``, predicting as the config's
     ``inference`` section says). DatasetError with less than one batch."""
     import torch
     from torch.utils.data import DataLoader
 
-    train_config, seed = config["train"], int(config["seed"])
+    train_config, seed = config.train, config.seed
     arguments = loader_arguments(train_config, device)
     steps = len(training_set) // arguments["batch_size"]
     if steps < 1:
@@ -145,9 +113,9 @@ def training(net, training_set, config: dict, val_sets: dict, device) -> engine.
             f"only {len(training_set)} training crops, fewer than one batch "
             f"({arguments['batch_size']}): lower train.batch_size or add data"
         )
-    optimizer, scheduler = optimisation(net, train_config, int(train_config["epochs"]) * steps)
+    optimizer, scheduler = optimisation(net, train_config, train_config.epochs * steps)
     generator = torch.Generator()
-    dice_weight = float(train_config["dice_weight"])
+    dice_weight = train_config.dice_weight
     model = api.Segmenter(net, config, device)
 
     def batches(epoch: int):
@@ -174,7 +142,7 @@ def training(net, training_set, config: dict, val_sets: dict, device) -> engine.
         losses=losses,
         validate=validation,
         columns=("loss", "score", *VALIDATION),
-        bf16=use_bf16(train_config.get("bf16", "auto"), device),
+        bf16=use_bf16(train_config.bf16, device),
     )
 
 
@@ -201,7 +169,7 @@ def _validate(model: api.Segmenter, val_sets: dict) -> tuple[float, dict]:
 
 
 def train(
-    config: dict,
+    config: SegmenterConfig,
     data_dir: str | Path,
     out: str | Path,
     resume: bool = False,
@@ -222,23 +190,23 @@ def train(
 
     run = engine.start(api.STAGE, config, out, resume, epochs, init)
     config, out, log = run.config, run.out, run.log
-    data_config, train_config = config["data"], config["train"]
+    data_config, train_config = config.data, config.train
     target_device = select_device(device)
 
     images = adir.find_images(data_dir)
     split = adir.split_for(images)
     (out / SPLIT_FILE).write_text(json.dumps(split, indent=2) + "\n")
-    workers = int(train_config["workers"])
-    margin, context = int(data_config["margin"]), int(data_config["context"])
+    workers = train_config.workers
+    margin, context = data_config.margin, data_config.context
     train_data = dataset.prepare(adir.select(images, "train", split), margin, context, workers)
     if run.checkpoint is None:
-        config["data"]["singles"] = [str(folder) for folder in singles]
-    for folder in config["data"].get("singles") or []:
+        data_config.singles = [Path(folder) for folder in singles]
+    for folder in data_config.singles:
         extra = dataset.prepare(adir.find_images(folder), margin, context, workers)
         train_data.singles += extra.singles
         log.info("%d singles from %s", len(extra.singles), folder)
     if not len(train_data.ratios):
-        train_data.ratios = np.asarray([data_config["default_overlap_ratio"]], np.float32)
+        train_data.ratios = np.asarray([data_config.default_overlap_ratio], np.float32)
     if h5_path is not None:
         h5_images, h5_targets = load_h5_pairs(h5_path)["train"]
         train_data.crops = dataset.Crops.concatenate(
@@ -259,7 +227,7 @@ def train(
         **evaluate.synthetic_sets(
             val_data,
             data_config,
-            int(data_config["val_synthetic"]) // len(evaluate.SYNTHETIC_SETS),
+            data_config.val_synthetic // len(evaluate.SYNTHETIC_SETS),
             evaluate.SYNTHETIC_SEEDS["val"],
         ),
     }
@@ -277,15 +245,15 @@ def train(
     )
 
     # channels-last: faster convolutions on CPU (the inference form uses it too)
-    net = build_model(config["model"]).to(target_device, memory_format=torch.channels_last)
+    net = build_model(config.model).to(target_device, memory_format=torch.channels_last)
     engine.initialise(run, api.STAGE, net, init, resolve)
     log.info(
         "model %s: %d parameters, %.1f M multiply-adds per 88x88 crop",
-        config["model"],
+        config.model,
         sum(p.numel() for p in net.parameters()),
         count_macs(net) / 1e6,
     )
-    training_set = dataset.TrainingSet(train_data, data_config, int(config["seed"]))
+    training_set = dataset.TrainingSet(train_data, data_config, config.seed)
     stage = training(net, training_set, config, val_sets, target_device)
     log.info("bf16 autocast: %s", "on" if stage.bf16 else "off")
     folder = engine.fit(run, stage)

@@ -1,7 +1,7 @@
 """Detector: data, model, training steps, save/load, API and CLI, on tiny synthetic images."""
 
-import copy
 import json
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -13,29 +13,30 @@ import yaml
 from detector import data as detdata
 from detector.api import PRETRAINED, detect, detect_batch, load_model
 from detector.baseline import boxes_on_nuclei, nucleus_mask, otsu_boxes
+from detector.config import DetectorConfig, load_config
 from detector.model import build_model
 from pipeline.cli import main
 from pipeline.core import adir
+from pipeline.core.config import to_dict
 from pipeline.core.errors import ModelError
 from pipeline.core.modelfolder import ModelFolder
 
-CONFIG = yaml.safe_load(
-    (Path(__file__).resolve().parent.parent / "configs" / "detector.yaml").read_text()
-)
+CONFIG_FILE = Path(__file__).resolve().parent.parent / "configs" / "detector.yaml"
 
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
-def tiny_config() -> dict:
+def tiny_config() -> DetectorConfig:
     """The shipped config with a smaller network and crops (fast tests)."""
-    config = copy.deepcopy(CONFIG)
-    config["model"].update(
-        widths=[8, 8, 16], out_channels=16, representation_size=32, anchor_sizes=[8, 16, 32]
+    return load_config(
+        CONFIG_FILE,
+        model=dict(
+            widths=[8, 8, 16], out_channels=16, representation_size=32, anchor_sizes=[8, 16, 32]
+        ),
+        augment={"crop_size": 64},
+        train=dict(epochs=1, batch_size=2, workers=0, warmup_steps=2),
     )
-    config["augment"]["crop_size"] = 64
-    config["train"].update(epochs=1, batch_size=2, workers=0, warmup_steps=2)
-    return config
 
 
 def bars_image(seed: int, size: int = 64) -> tuple[np.ndarray, np.ndarray]:
@@ -90,7 +91,7 @@ def test_cluster_boxes_of_a_hand_made_label_image(tmp_path):
 
 def test_augmentation_keeps_boxes_on_the_bars():
     image, boxes = bars_image(0, 96)
-    config = dict(CONFIG["augment"], crop_size=64, inversion_p=1.0)
+    config = replace(load_config(CONFIG_FILE).augment, crop_size=64, inversion_p=1.0)
     dataset = detdata.DetectionDataset(
         [detdata.Sample("a", image, boxes)], detdata.build_augmentation(config, seed=3)
     )
@@ -115,7 +116,7 @@ def test_simulated_inversion_keeps_chromosomes_bright():
 @pytest.mark.parametrize("backbone", ["small", "mobilenet_v3_large_fpn"])
 def test_empty_targets_give_zero_box_losses(backbone):
     torch.manual_seed(0)
-    config = dict(tiny_config()["model"], backbone=backbone)
+    config = replace(tiny_config().model, backbone=backbone)
     network = build_model(config).train()
     image, _ = bars_image(0)
     empty = {"boxes": torch.zeros((0, 4)), "labels": torch.zeros(0, dtype=torch.int64)}
@@ -127,7 +128,7 @@ def test_empty_targets_give_zero_box_losses(backbone):
 
 def test_a_few_training_steps_lower_the_loss():
     torch.manual_seed(0)
-    network = build_model(tiny_config()["model"]).train()
+    network = build_model(tiny_config().model).train()
     pairs = [bars_image(seed) for seed in range(4)]
     images = [torch.from_numpy(image)[None] for image, _ in pairs]
     targets = [detdata.to_target(boxes) for _, boxes in pairs]
@@ -144,18 +145,18 @@ def test_a_few_training_steps_lower_the_loss():
 
 def test_stock_backbones_build_and_run():
     for backbone in ("mobilenet_v3_large_fpn", "resnet50_fpn"):
-        network = build_model(dict(tiny_config()["model"], backbone=backbone)).eval()
+        network = build_model(replace(tiny_config().model, backbone=backbone)).eval()
         with torch.inference_mode():
             out = network([torch.rand(1, 64, 64)])[0]
         assert out["boxes"].shape[1] == 4
     with pytest.raises(ValueError, match="unknown detector backbone"):
-        build_model(dict(tiny_config()["model"], backbone="vgg"))
+        build_model(replace(tiny_config().model, backbone="vgg"))
 
 
 def test_save_load_round_trip_and_detect_api(tmp_path):
     torch.manual_seed(0)
     config = tiny_config()
-    network = build_model(config["model"]).eval()
+    network = build_model(config.model).eval()
     thresholds = {"thresholds.json": json.dumps({"score_threshold": 0.0})}
     ModelFolder.save(tmp_path / "model", network, config, "detector", thresholds)
     model = load_model(tmp_path / "model")
@@ -203,7 +204,7 @@ def test_otsu_baseline_and_nuclei():
 def test_train_eval_detect_commands(tmp_path, capsys):
     data = write_adir(tmp_path / "data", ["Z01", "Z02", "Z03", "Z04"])  # unknown to the split
     config_path = tmp_path / "tiny.yaml"
-    config_path.write_text(yaml.safe_dump(tiny_config()))
+    config_path.write_text(yaml.safe_dump(to_dict(tiny_config())))
     run = tmp_path / "run"
     args = [
         "train",
@@ -243,8 +244,8 @@ def test_train_eval_detect_commands(tmp_path, capsys):
     saved = yaml.safe_load((tmp_path / "tuned" / "model" / "config.yaml").read_text())
     assert saved["train"]["init"]["folder"] == str(run / "model")
     other = tiny_config()
-    other["model"]["out_channels"] += 8
-    config_path.write_text(yaml.safe_dump(other))
+    other.model.out_channels += 8
+    config_path.write_text(yaml.safe_dump(to_dict(other)))
     assert main(tuned) == 2  # another network: a clear error
     capsys.readouterr()
     assert main([*args, "--resume", "--init", str(run / "model")]) == 2

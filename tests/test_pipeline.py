@@ -16,7 +16,8 @@ from test_pipeline_helpers import (
     test_config,
 )
 
-from pipeline.config import DEFAULTS
+from pipeline.config import PipelineConfig, load_config
+from pipeline.core.config import to_dict
 from pipeline.evaluate import match, otsu_instances, summarise
 from pipeline.imageio import normalise
 from pipeline.inputs import ImageJob
@@ -278,4 +279,28 @@ def test_config_file_matches_defaults():
     from pathlib import Path
 
     path = Path(__file__).resolve().parent.parent / "configs" / "pipeline.yaml"
-    assert yaml.safe_load(path.read_text()) == DEFAULTS
+    assert yaml.safe_load(path.read_text()) == to_dict(PipelineConfig())
+
+
+def test_config_errors_name_the_setting(tmp_path):
+    from pipeline.core.errors import ConfigError
+
+    for text, named in (
+        ("stitch:\n  min_fragment_pixel: 3\n", "stitch.min_fragment_pixel"),
+        ("tiling:\n  tile: big\n", "tiling.tile"),
+        ("polarity: upside-down\n", "polarity"),
+        ("batch: 8\n", "batch"),
+    ):
+        (tmp_path / "bad.yaml").write_text(text)
+        with pytest.raises(ConfigError, match=named):
+            load_config(tmp_path / "bad.yaml")
+
+
+def test_config_paths_are_relative_to_the_config_file(tmp_path, monkeypatch):
+    (tmp_path / "configs").mkdir()
+    (tmp_path / "configs" / "mine.yaml").write_text("segmenter:\n  model: ../models/seg\n")
+    monkeypatch.chdir("/")
+    config = load_config(tmp_path / "configs" / "mine.yaml", detector={"model": "det"})
+    assert config.segmenter.model == tmp_path / "configs" / ".." / "models" / "seg"
+    assert str(config.detector.model) == "det"  # a command-line override: the working directory's
+    assert config.stitch.min_fragment_pixels == PipelineConfig().stitch.min_fragment_pixels

@@ -8,6 +8,7 @@ import torch
 
 from pipeline.core import adir, device
 from segmenter import dataset, evaluate, metrics, mining, synthetic
+from segmenter.config import SyntheticOptions
 from segmenter.model import build_model
 from segmenter.targets import IGNORE, OVERLAP
 from segmenter.train import pair_loss
@@ -130,7 +131,13 @@ def _bar_single(length: int, seed: int) -> synthetic.Single:
 def test_synthetic_kinds_have_the_truth_they_claim(kind):
     singles = [_bar_single(30 + 2 * i, i) for i in range(6)]
     images, targets = synthetic.make_clusters(
-        singles, np.asarray([1.2], np.float32), 6, 0, 4, {"band_fraction": 0.0}, kinds=(kind,)
+        singles,
+        np.asarray([1.2], np.float32),
+        6,
+        0,
+        4,
+        SyntheticOptions(band_fraction=0.0),
+        kinds=(kind,),
     )
     for image, target in zip(images, targets, strict=True):
         chromosomes = metrics.crop_instances(target)
@@ -160,7 +167,7 @@ def test_clusters_of_three_to_five_and_banded_singles():
         8,
         1,
         4,
-        {"cluster_sizes": {4: 1}, "kinds": {"cross": 1, "touch": 1}, "band_fraction": 1.0},
+        SyntheticOptions(cluster_sizes={4: 1}, kinds={"cross": 1, "touch": 1}, band_fraction=1.0),
     )
     for target in targets:
         # four chromosomes; a chromosome crossed twice may read as more pieces

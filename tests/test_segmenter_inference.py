@@ -5,11 +5,11 @@ from pathlib import Path
 
 import numpy as np
 import torch
-import yaml
 
 from pipeline.core.modelfolder import ModelFolder
 from segmenter import api, cli
-from segmenter.model import build_model, resolve
+from segmenter.config import load_config
+from segmenter.model import build_model
 
 CONFIGS = Path(__file__).resolve().parent.parent / "configs"
 
@@ -34,7 +34,7 @@ class HalvesNet(torch.nn.Module):
 
 
 def model_with(net, flip_average: bool) -> api.Segmenter:
-    config = {"data": {"margin": 4}, "inference": {"flip_average": flip_average}}
+    config = load_config(None, inference={"flip_average": flip_average})
     return api.Segmenter(net, config, torch.device("cpu"))
 
 
@@ -66,9 +66,9 @@ def test_crops_of_one_label_get_no_second_pass():
 
 def test_flip_average_is_mirror_symmetric():
     # a mirrored crop gives the mirrored result, up to which chromosome is called A
-    config = yaml.safe_load((CONFIGS / "segmenter.yaml").read_text())
+    config = load_config(CONFIGS / "segmenter.yaml")
     torch.manual_seed(0)
-    net = build_model(resolve(config["model"])).eval()
+    net = build_model(config.model).eval()
     model = model_with(net, True)
     images = crops(4)
     _, straight = api.segment(model, images, batch_size=4)
@@ -80,12 +80,11 @@ def test_flip_average_is_mirror_symmetric():
 
 
 def test_no_flip_average_option_turns_the_second_pass_off(tmp_path):
-    config = yaml.safe_load((CONFIGS / "segmenter.yaml").read_text())
-    config["model"] = resolve({"channels": [4, 8], "norm": "batch", "skip": "add"})
-    ModelFolder.save(tmp_path, build_model(config["model"]), config, "segmenter")
+    config = load_config(CONFIGS / "segmenter.yaml", model={"channels": [4, 8]})
+    ModelFolder.save(tmp_path, build_model(config.model), config, "segmenter")
     options = {"model": str(tmp_path), "device": "cpu"}
-    assert cli._load_model(Namespace(**options, no_flip_average=False)).config["inference"] == {
-        "flip_average": True
-    }
+    assert cli._load_model(
+        Namespace(**options, no_flip_average=False)
+    ).config.inference.flip_average
     single = cli._load_model(Namespace(**options, no_flip_average=True))
-    assert single.config["inference"] == {"flip_average": False}
+    assert single.config.inference.flip_average is False

@@ -7,17 +7,19 @@ import pytest
 import torch
 import yaml
 
+from pipeline.core.config import to_dict
 from pipeline.core.errors import ModelError
 from pipeline.core.modelfolder import ModelFolder
 from segmenter import api
+from segmenter.config import Layout, load_config
 from segmenter.model import PRESETS, build_model, count_macs, resolve
 
 CONFIGS = Path(__file__).resolve().parent.parent / "configs"
 PRESET_FILES = ["segmenter.yaml", "segmenter_hu2017.yaml"]
 
 
-def _model_config(name: str) -> dict:
-    return yaml.safe_load((CONFIGS / name).read_text())["model"]
+def _model_config(name: str) -> Layout:
+    return load_config(CONFIGS / name).model
 
 
 @pytest.mark.parametrize("name", PRESET_FILES)
@@ -30,12 +32,15 @@ def test_output_has_four_classes_at_input_size(name, height, width):
 
 def test_hu2017_is_the_seeds_layout():
     layout = resolve({"preset": "hu2017"})
-    assert layout["channels"] == [64, 128, 256] and layout["skip"] == "concat"
+    assert layout.channels == [64, 128, 256] and layout.skip == "concat"
+    assert resolve({"preset": "hu2017", "channels": [8, 16]}).channels == [8, 16]
     assert set(PRESETS) >= {"hu2017"}
     with pytest.raises(ValueError, match="unknown segmenter preset"):
         resolve({"preset": "nope"})
-    with pytest.raises(ValueError, match="lacks"):
-        resolve({"channels": [8, 16]})
+    # without a preset, what a section leaves out is the default layout's
+    assert resolve({"channels": [8, 16]}) == Layout(None, [8, 16], "batch", "add")
+    with pytest.raises(ValueError, match="unknown setting model.width"):
+        resolve({"width": [8, 16]})
 
 
 def test_default_costs_at_most_an_eighth_of_hu2017():
@@ -48,10 +53,9 @@ def test_default_costs_at_most_an_eighth_of_hu2017():
 @pytest.mark.parametrize("name", PRESET_FILES)
 def test_save_load_round_trip(tmp_path, name):
     torch.manual_seed(0)
-    config = yaml.safe_load((CONFIGS / name).read_text())
-    config["model"] = resolve(config["model"])
-    config["inference"] = {"flip_average": False}  # the network's own output, compared below
-    net = build_model(config["model"])
+    config = load_config(CONFIGS / name)
+    config.inference.flip_average = False  # the network's own output, compared below
+    net = build_model(config.model)
     for parameter in net.parameters():  # make weights and batchnorm statistics non-trivial
         parameter.data.normal_(0, 0.1)
     for name, buffer in net.named_buffers():
@@ -72,21 +76,18 @@ def test_save_load_round_trip(tmp_path, name):
     np.testing.assert_allclose(probabilities, expected, atol=2e-3)  # fused BN, channels-last
     assert labels.dtype == np.uint8 and labels.shape == (3, 40, 40)
     assert (labels == expected.argmax(1)).mean() > 0.999
-    assert model.margin == config["data"]["margin"]
+    assert model.margin == config.data.margin
 
 
 def test_bad_model_folder_and_crop_shapes(tmp_path):
     with pytest.raises(ModelError, match="missing config.yaml"):
         api.load_model(tmp_path)
-    config = {
-        "model": resolve({"channels": [4, 8], "norm": "batch", "skip": "add"}),
-        "data": {"margin": 4},
-    }
-    ModelFolder.save(tmp_path, build_model(config["model"]), config, "segmenter")
+    config = load_config(None, model={"channels": [4, 8], "norm": "batch", "skip": "add"})
+    ModelFolder.save(tmp_path, build_model(config.model), config, "segmenter")
     model = api.load_model(tmp_path, device="cpu")
     with pytest.raises(ValueError, match=r"\(N, H, W\)"):
         api.segment(model, np.zeros((88, 88), np.float32))
-    config["model"]["channels"] = [4, 16]
-    (tmp_path / "config.yaml").write_text(yaml.safe_dump(config))
+    config.model.channels = [4, 16]
+    (tmp_path / "config.yaml").write_text(yaml.safe_dump(to_dict(config)))
     with pytest.raises(ModelError, match="not a usable segmenter model"):
         api.load_model(tmp_path)

@@ -11,10 +11,12 @@ import torch
 import yaml
 
 from pipeline.cli import main
+from pipeline.core.config import to_dict
 from pipeline.core.modelfolder import ModelFolder
 from segmenter import train as train_module
+from segmenter.config import load_config
 from segmenter.metrics import swap_ab
-from segmenter.model import build_model, resolve
+from segmenter.model import build_model
 from segmenter.train import pair_loss
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
@@ -77,12 +79,14 @@ def adir_folder(tmp_path):
 
 @pytest.fixture
 def tiny_config(tmp_path):
-    config = yaml.safe_load(open("configs/segmenter.yaml"))
-    config["model"] = {"channels": [4, 8], "norm": "batch", "skip": "add"}
-    config["data"].update(synthetic_per_epoch=8, val_synthetic=4, test_synthetic=4)
-    config["train"].update(epochs=2, batch_size=4, workers=0)
+    config = load_config(
+        "configs/segmenter.yaml",
+        model={"channels": [4, 8], "norm": "batch", "skip": "add"},
+        data=dict(synthetic_per_epoch=8, val_synthetic=4, test_synthetic=4),
+        train=dict(epochs=2, batch_size=4, workers=0),
+    )
     path = tmp_path / "tiny.yaml"
-    path.write_text(yaml.safe_dump(config))
+    path.write_text(yaml.safe_dump(to_dict(config)))
     return path
 
 
@@ -206,9 +210,8 @@ def test_bad_input_gives_one_line_errors(tmp_path, adir_folder, tiny_config, cap
         ["eval", "segmenter", "--model", str(tmp_path / "nomodel"), "--data", str(adir_folder)],
         "not a segmenter model folder",
     )
-    config = yaml.safe_load(tiny_config.read_text())
-    config["model"] = resolve(config["model"])
-    ModelFolder.save(tmp_path / "model", build_model(config["model"]), config, "segmenter")
+    config = load_config(tiny_config)
+    ModelFolder.save(tmp_path / "model", build_model(config.model), config, "segmenter")
     with h5py.File(tmp_path / "other.h5", "w") as h5:
         h5.create_dataset("images", data=np.zeros((2, 94, 93, 2), np.uint8))
     fails(

@@ -32,6 +32,7 @@ from pathlib import Path
 
 import numpy as np
 
+from pipeline.core.config import parse, to_dict
 from pipeline.core.errors import InputError
 from pipeline.core.modelfolder import LOG_FILE, SPLIT_FILE, ModelFolder
 
@@ -53,7 +54,7 @@ class Run:
     resuming), the checkpoint (None for a new run) and its logger."""
 
     out: Path
-    config: dict
+    config: object  # the stage's config dataclass (``pipeline.core.config``)
     checkpoint: dict | None
     log: logging.Logger
 
@@ -73,15 +74,16 @@ def _logger(stage: str, folder: Path) -> logging.Logger:
 
 def start(
     stage: str,
-    config: dict,
+    config,
     out: str | Path,
     resume: bool = False,
     epochs: int | None = None,
     init=None,
 ) -> Run:
     """Open the run folder ``out`` (made if missing) for ``stage`` under the resume rules (module
-    doc) and seed everything with the run's ``seed``. ``config["train"]["epochs"]`` becomes
-    ``epochs`` on a new run."""
+    doc) and seed everything with the run's ``seed``. ``config``: the stage's config dataclass,
+    with ``seed`` and a ``train`` section holding ``epochs`` (``epochs`` replaces it on a new run)
+    and ``init``."""
     import torch
 
     out = Path(out)
@@ -93,16 +95,16 @@ def start(
         if not (out / CHECKPOINT_FILE).is_file():
             raise InputError(f"--resume: no {CHECKPOINT_FILE} in {out}")
         checkpoint = torch.load(out / CHECKPOINT_FILE, map_location="cpu", weights_only=False)
-        planned = int(checkpoint["config"]["train"]["epochs"])
+        config = parse(type(config), checkpoint["config"])
+        planned = config.train.epochs
         if epochs is not None and int(epochs) != planned:
             raise InputError(
                 f"--resume continues the run's own schedule of {planned} epochs; start a new "
                 "run (another --out) to train for a different number"
             )
-        config = checkpoint["config"]
     elif epochs is not None:
-        config["train"]["epochs"] = int(epochs)
-    seed_everything(int(config.get("seed", 0)))
+        config.train.epochs = int(epochs)
+    seed_everything(config.seed)
     return Run(out, config, checkpoint, _logger(stage, out))
 
 
@@ -112,11 +114,11 @@ def initialise(run: Run, stage: str, network, init, resolve=lambda layout: layou
     A resumed run keeps its own record and gets its weights from the checkpoint (``fit``)."""
     if run.checkpoint is not None:
         return
-    run.config["train"].pop("init", None)
+    run.config.train.init = None
     if init is not None:
-        folder = ModelFolder(init, stage)
-        network.load_state_dict(folder.initial_state(run.config["model"], resolve))
-        run.config["train"]["init"] = folder.describe()
+        folder = ModelFolder(init, stage, type(run.config))
+        network.load_state_dict(folder.initial_state(run.config.model, resolve))
+        run.config.train.init = folder.describe()
         run.log.info("initialised from %s", init)
 
 
@@ -197,7 +199,7 @@ def fit(run: Run, training: Training) -> ModelFolder:
     """Train for the run's remaining epochs (module doc); returns the model folder, holding the
     best validation epoch."""
     config, out, log = run.config, run.out, run.log
-    epochs = int(config["train"]["epochs"])
+    epochs = config.train.epochs
     columns = ("epoch", "lr", *training.columns, "seconds", "data_wait_s")
     first, best_score, best_epoch = 0, -np.inf, 0
     if run.checkpoint is not None:
@@ -253,7 +255,7 @@ def fit(run: Run, training: Training) -> ModelFolder:
                 "optimizer": training.optimizer.state_dict(),
                 "scheduler": training.scheduler.state_dict(),
                 "epoch": epoch,
-                "config": config,
+                "config": to_dict(config),
                 "best_score": best_score,
                 "best_epoch": best_epoch,
             },
@@ -268,7 +270,7 @@ def fit(run: Run, training: Training) -> ModelFolder:
         if (out / name).is_file():
             (folder / name).write_text((out / name).read_text())
     log.info("model folder %s: epoch %d, validation score %.4f", folder, best_epoch, best_score)
-    return ModelFolder(folder, training.stage)
+    return ModelFolder(folder, training.stage, type(config))
 
 
 def _cell(value) -> str:

@@ -16,7 +16,8 @@ from pathlib import Path
 
 import yaml
 
-from pipeline.core.errors import InputError, ModelError
+from pipeline.core.config import parse, to_dict
+from pipeline.core.errors import ConfigError, InputError, ModelError
 
 CONFIG_FILE, WEIGHTS_FILE, METRICS_FILE = "config.yaml", "weights.pt", "metrics.json"
 LOG_FILE, SPLIT_FILE = "train_log.csv", "split.json"
@@ -31,20 +32,26 @@ def sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
+def describe(path: str | Path) -> dict:
+    """What a run records about a model folder: ``{"folder", "weights_sha256"}``."""
+    path = Path(path)
+    return {"folder": str(path), "weights_sha256": sha256(path / WEIGHTS_FILE)}
+
+
 class ModelFolder:
     """A model folder of one stage (``"detector"`` or ``"segmenter"``), checked on opening.
 
-    ``path``: the folder; ``config``: its ``config.yaml`` as a dict. ``required``: files the
-    stage needs besides ``config.yaml`` and ``weights.pt``; ``sections``: config sections it
-    needs besides ``model``.
+    ``path``: the folder; ``config``: its ``config.yaml`` read as the stage's config dataclass
+    ``schema`` (``pipeline.core.config``). ``required``: files the stage needs besides
+    ``config.yaml`` and ``weights.pt``.
     """
 
     def __init__(
         self,
         path: str | Path,
         stage: str,
+        schema: type,
         required: tuple[str, ...] = (),
-        sections: tuple[str, ...] = (),
     ):
         self.path, self.stage = Path(path), stage
         missing = [
@@ -57,19 +64,15 @@ class ModelFolder:
                 f"{self.path} is not a {stage} model folder (missing {', '.join(missing)})"
             )
         try:
-            self.config = yaml.safe_load((self.path / CONFIG_FILE).read_text())
+            raw = yaml.safe_load((self.path / CONFIG_FILE).read_text())
         except (OSError, yaml.YAMLError) as error:
             raise ModelError(f"cannot read {self.path / CONFIG_FILE}: {error}") from error
-        lacking = [
-            name
-            for name in ("model", *sections)
-            if not isinstance(self.config, dict) or not isinstance(self.config.get(name), dict)
-        ]
-        if lacking:
-            raise ModelError(
-                f"{self.path} is not a {stage} model folder (config.yaml lacks "
-                f"{', '.join(lacking)})"
-            )
+        if not isinstance(raw, dict) or not isinstance(raw.get("model"), dict):
+            raise ModelError(f"{self.path} is not a {stage} model folder (config.yaml lacks model)")
+        try:
+            self.config = parse(schema, raw)
+        except ConfigError as error:
+            raise ModelError(f"{self.path} is not a usable {stage} model: {error}") from None
 
     def state(self) -> dict:
         """The weights: a state_dict on the CPU (``torch.load(..., weights_only=True)``)."""
@@ -80,12 +83,12 @@ class ModelFolder:
         except Exception as error:  # a truncated or foreign file: torch raises many kinds
             raise ModelError(f"cannot read {self.path / WEIGHTS_FILE}: {error}") from error
 
-    def network(self, build: Callable[[dict], object]):
-        """``build(config["model"])`` with the folder's weights loaded (a ``torch.nn.Module`` on
+    def network(self, build: Callable[[object], object]):
+        """``build(config.model)`` with the folder's weights loaded (a ``torch.nn.Module`` on
         the CPU); ModelError when the config does not build or the weights do not fit it (e.g. a
         segmenter folder given as a detector)."""
         try:
-            net = build(self.config["model"])
+            net = build(self.config.model)
             net.load_state_dict(self.state())
         except ModelError:
             raise
@@ -104,14 +107,14 @@ class ModelFolder:
             raise ModelError(f"cannot read {self.path / name}: {error}") from error
 
     def describe(self) -> dict:
-        """What a run records about the model: ``{"folder", "weights_sha256"}``."""
-        return {"folder": str(self.path), "weights_sha256": sha256(self.path / WEIGHTS_FILE)}
+        """What a run records about the model (``describe``)."""
+        return describe(self.path)
 
-    def initial_state(self, model_config: dict, resolve=lambda layout: layout) -> dict:
+    def initial_state(self, model_config, resolve=lambda layout: layout) -> dict:
         """Weights a fine-tuning run starts from: the state, after checking that the folder's
         network (``resolve`` of its ``model`` section) is ``model_config``; InputError if not."""
         try:
-            theirs = resolve(self.config["model"])
+            theirs = resolve(self.config.model)
         except ValueError as error:
             raise ModelError(f"{self.path}: {error}") from error
         if theirs != model_config:
@@ -123,17 +126,18 @@ class ModelFolder:
 
     @staticmethod
     def save(
-        path: str | Path, network, config: dict, stage: str, files: dict[str, str] | None = None
+        path: str | Path, network, config, stage: str, files: dict[str, str] | None = None
     ) -> ModelFolder:
-        """Write ``config.yaml``, ``weights.pt`` (``network``'s state_dict, detached, on the
-        CPU) and ``files`` (name -> text) into ``path``; returns the opened folder."""
+        """Write ``config.yaml`` (the config dataclass ``config``), ``weights.pt``
+        (``network``'s state_dict, detached, on the CPU) and ``files`` (name -> text) into
+        ``path``; returns the opened folder."""
         import torch
 
         path = Path(path)
         path.mkdir(parents=True, exist_ok=True)
-        (path / CONFIG_FILE).write_text(yaml.safe_dump(config, sort_keys=False))
+        (path / CONFIG_FILE).write_text(yaml.safe_dump(to_dict(config), sort_keys=False))
         state = {key: value.detach().cpu() for key, value in network.state_dict().items()}
         torch.save(state, path / WEIGHTS_FILE)
         for name, text in (files or {}).items():
             (path / name).write_text(text)
-        return ModelFolder(path, stage)
+        return ModelFolder(path, stage, type(config))

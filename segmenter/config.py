@@ -1,0 +1,113 @@
+"""The segmenter's settings: ``SegmenterConfig``, whose defaults are the shipped recipe that
+``configs/segmenter.yaml`` spells out with comments (a test keeps the two equal). Read with
+``load_config``; a model folder's ``config.yaml`` is the resolved config of its training run.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal
+
+from pipeline.core import config as core_config
+
+KINDS = ("cross", "touch", "side_by_side", "end_to_end", "parallel")  # segmenter.synthetic
+DEFAULT_LAYOUT = {"channels": [16, 32, 64, 64], "norm": "batch", "skip": "add"}  # no preset
+
+
+@dataclass
+class Layout:
+    """The network (``segmenter.model``): ``channels`` (the width of every level; length - 1
+    poolings), ``norm`` and ``skip``; those left None come from the ``preset``, or without one
+    from ``DEFAULT_LAYOUT`` (``segmenter.model.resolve`` fills them in)."""
+
+    preset: str | None = None
+    channels: list[int] | None = None
+    norm: Literal["batch", "none"] | None = None
+    skip: Literal["concat", "add"] | None = None
+
+
+@dataclass
+class SyntheticOptions:
+    """How synthetic clusters are made (``segmenter.synthetic``): how each added chromosome
+    meets one already there (``kinds``, relative weights), chromosomes per cluster, the overlap
+    brightness models, banding and the pasted chromosomes' scale."""
+
+    kinds: dict[str, float] = field(
+        default_factory=lambda: {
+            "cross": 0.5,
+            "touch": 0.2,
+            "side_by_side": 0.15,
+            "end_to_end": 0.05,
+            "parallel": 0.1,
+        }
+    )
+    cluster_sizes: dict[int, float] = field(
+        default_factory=lambda: {1: 0.08, 2: 0.67, 3: 0.13, 4: 0.08, 5: 0.04}
+    )
+    additive_share: float = 0.5
+    additive_gain: tuple[float, float] = (0.6, 1.0)
+    band_fraction: float = 0.3
+    band_depth: tuple[float, float] = (0.2, 0.6)
+    size_range: tuple[float, float] = (0.8, 1.25)
+
+    def __post_init__(self):
+        unknown = sorted(set(self.kinds) - set(KINDS))
+        if unknown:
+            raise ValueError(f"unknown kinds {unknown}; known: {list(KINDS)}")
+        if not self.kinds or not self.cluster_sizes or min(self.cluster_sizes) < 1:
+            raise ValueError("kinds and cluster_sizes need at least one entry, sizes from 1")
+
+
+@dataclass
+class DataSettings:
+    margin: int = 4  # pixels around the cluster box before squaring (crop geometry)
+    context: int = 40  # pixels kept around single chromosomes used for synthetic clusters
+    multi_repeat: int = 8  # real clusters of 2+ chromosomes appear this many times per epoch
+    synthetic_per_epoch: int = 5000
+    synthetic: SyntheticOptions = field(default_factory=SyntheticOptions)
+    default_overlap_ratio: float = 1.19  # only when the training data has no overlap to measure
+    val_synthetic: int = 1000
+    test_synthetic: int = 2000
+    singles: list[Path] = field(default_factory=list)  # more single-chromosome folders
+
+
+@dataclass
+class TrainSettings:
+    epochs: int = 30
+    batch_size: int = 128
+    lr: float = 0.004
+    weight_decay: float = 0.0001
+    dice_weight: float = 1.0
+    workers: int = 2
+    bf16: bool | Literal["auto"] = "auto"
+    init: dict[str, str] | None = None  # set by training: the model folder fine-tuned from
+
+
+@dataclass
+class InferenceSettings:
+    flip_average: bool = True
+    bf16: bool | Literal["auto"] = False
+
+
+@dataclass
+class SegmenterConfig:
+    seed: int = 0
+    model: Layout = field(default_factory=Layout)
+    data: DataSettings = field(default_factory=DataSettings)
+    train: TrainSettings = field(default_factory=TrainSettings)
+    inference: InferenceSettings = field(default_factory=InferenceSettings)
+
+
+def load_config(path: str | Path | None = None, **overrides) -> SegmenterConfig:
+    """A segmenter config: the defaults, the YAML file at ``path``, then ``overrides``; its
+    ``model`` section resolved (``segmenter.model.resolve``); ``ConfigError`` if unusable."""
+    from pipeline.core.errors import ConfigError
+    from segmenter.model import resolve
+
+    config = core_config.load(SegmenterConfig, path, overrides)
+    try:
+        config.model = resolve(config.model)
+    except ValueError as error:
+        raise ConfigError(f"{path}: {error}") from None
+    return config

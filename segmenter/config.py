@@ -12,7 +12,7 @@ from typing import Literal
 from pipeline.core import config as core_config
 
 KINDS = ("cross", "touch", "side_by_side", "end_to_end", "parallel")  # segmenter.synthetic
-DEFAULT_LAYOUT = {"channels": [16, 32, 64, 64], "norm": "batch", "skip": "add"}  # no preset
+DEFAULT_LAYOUT = {"channels": [16, 32, 64, 128, 128], "norm": "batch", "skip": "add"}  # no preset
 
 
 @dataclass
@@ -31,7 +31,9 @@ class Layout:
 class SyntheticOptions:
     """How synthetic clusters are made (``segmenter.synthetic``): how each added chromosome
     meets one already there (``kinds``, relative weights), chromosomes per cluster, the overlap
-    brightness models, banding and the pasted chromosomes' scale."""
+    brightness models, banding, the pasted chromosomes' scale, whether the first chromosome is
+    cut out and pasted back too (``exact_edges``) and the blur of the drawn cluster
+    (``edge_blur``, Gaussian sigma range in source pixels)."""
 
     kinds: dict[str, float] = field(
         default_factory=lambda: {
@@ -50,6 +52,8 @@ class SyntheticOptions:
     band_fraction: float = 0.3
     band_depth: tuple[float, float] = (0.2, 0.6)
     size_range: tuple[float, float] = (0.8, 1.25)
+    exact_edges: bool = True
+    edge_blur: tuple[float, float] = (0.0, 1.0)
 
     def __post_init__(self):
         unknown = sorted(set(self.kinds) - set(KINDS))

@@ -148,6 +148,18 @@ def banded(window: np.ndarray, mask: np.ndarray, background: float, rng, depth: 
     return out
 
 
+def erased(window: np.ndarray, mask: np.ndarray, others: np.ndarray) -> np.ndarray:
+    """``window`` float32 ``(S, S)`` with the chromosome ``mask`` and its blurred rim (2 px
+    around it) filled in from the background around them (OpenCV's Telea inpainting); pixels
+    within 1 px of ``others`` (neighbouring chromosomes) are kept."""
+    rim = cv2.dilate(mask.astype(np.uint8), cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (5, 5)))
+    keep = cv2.dilate(others.astype(np.uint8), _SQUARE3).astype(bool)
+    region = (rim.astype(bool) & ~keep).astype(np.uint8)
+    # 16-bit: OpenCV's float inpainting leaves speckles on the region's edge
+    levels = np.round(np.clip(window, 0.0, 1.0) * 65535).astype(np.uint16)
+    return cv2.inpaint(levels, region, 3, cv2.INPAINT_TELEA).astype(np.float32) / 65535
+
+
 @dataclass(frozen=True)
 class _Cutout:
     """A chromosome cut out of its window: intensity and coverage on its tight box, and the
@@ -321,6 +333,8 @@ def make_cluster(
         else:
             return None
     image = window.astype(np.float32).copy()
+    if options.exact_edges:
+        image = np.where(first.mask, image, erased(image, first.mask, first.others))
     for value, alpha in zip(values, alphas, strict=True):
         image = image * (1 - alpha) + value * alpha
     stack = np.stack(masks)
@@ -334,6 +348,9 @@ def make_cluster(
         else:
             level = ratio * (own * present).sum(axis=0) / present.sum(axis=0)
         image[shared] = np.clip(level, 0.0, 1.0)
+    sigma = rng.uniform(*options.edge_blur)
+    if sigma > 0.05:
+        image = cv2.GaussianBlur(image, (0, 0), sigma)
     target = target_from_instances(stack)
     target[first.ignore & (target == 0)] = IGNORE
     rows = np.flatnonzero(stack.any(axis=(0, 2)))

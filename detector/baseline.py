@@ -9,16 +9,10 @@ import cv2
 import numpy as np
 
 from pipeline.core.adir import MIN_PIXELS, masks_to_boxes
+from pipeline.core.imageio import otsu_foreground
 
 NUCLEUS_MIN_PIXELS = 1000
 NUCLEUS_MAX_LABELLED = 0.1
-
-
-def otsu_mask(image: np.ndarray) -> np.ndarray:
-    """Global Otsu threshold of the image at 8 bits: bool (H, W), True = foreground."""
-    grey = np.round(np.clip(image, 0, 1) * 255).astype(np.uint8)
-    _, mask = cv2.threshold(grey, 0, 1, cv2.THRESH_BINARY + cv2.THRESH_OTSU)
-    return mask.astype(bool)
 
 
 def components(mask: np.ndarray, min_pixels: int) -> np.ndarray:
@@ -37,7 +31,7 @@ def otsu_boxes(image: np.ndarray, min_pixels: int = MIN_PIXELS) -> tuple[np.ndar
     ``min_pixels``) of the global Otsu mask, and scores (N,) float32, all 1.0 (the baseline has
     no confidence, so its AP50 is precision x recall).
     """
-    ids = components(otsu_mask(image), min_pixels)
+    ids = components(otsu_foreground(image), min_pixels)
     count = int(ids.max())
     boxes = masks_to_boxes(ids[None] == np.arange(1, count + 1)[:, None, None])
     return boxes, np.ones(count, np.float32)
@@ -48,7 +42,7 @@ def nucleus_mask(image: np.ndarray, labels: np.ndarray) -> np.ndarray:
     fewer than 10 % are labelled (K > 0). Chromosome clusters are labelled, so they are not
     nuclei; interphase nuclei (bright blobs, 0 in K) are. bool (H, W).
     """
-    ids = components(otsu_mask(image), NUCLEUS_MIN_PIXELS)
+    ids = components(otsu_foreground(image), NUCLEUS_MIN_PIXELS)
     count = int(ids.max())
     labelled = np.bincount(ids[labels > 0], minlength=count + 1)
     size = np.bincount(ids.ravel(), minlength=count + 1)

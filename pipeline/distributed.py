@@ -59,10 +59,6 @@ class WorkerLostError(RuntimeError):
 
 def load_default_models(config: PipelineConfig, device: str | None) -> Models:
     """The models a pipeline config names, on ``device`` (None: cuda where the worker has it)."""
-    if device is None:
-        import torch
-
-        device = "cuda" if torch.cuda.is_available() else "cpu"
     return load_models(config, device)
 
 

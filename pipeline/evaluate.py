@@ -16,11 +16,11 @@ ceiling of the pipeline with a perfect segmenter.
 from __future__ import annotations
 
 import numpy as np
-from skimage.filters import threshold_otsu
 
 from pipeline.config import PipelineConfig, StitchSettings
 from pipeline.core import matching
 from pipeline.core.adir import MIN_PIXELS, AdirImage, chromosome_instances, load
+from pipeline.core.imageio import otsu_foreground
 from pipeline.inputs import ImageJob
 from pipeline.models import Models
 from pipeline.run import (
@@ -54,10 +54,11 @@ def match(
 
 
 def otsu_instances(normalised: np.ndarray, min_pixels: int = MIN_PIXELS) -> list[Instance]:
-    """The classical baseline: Otsu threshold, 8-connected components of >= ``min_pixels``."""
+    """The classical baseline: Otsu threshold (``otsu_foreground``), 8-connected components of
+    >= ``min_pixels``."""
     import cv2
 
-    foreground = normalised > threshold_otsu(normalised)
+    foreground = otsu_foreground(normalised)
     count, labels, stats, _ = cv2.connectedComponentsWithStats(
         foreground.astype(np.uint8), connectivity=8
     )

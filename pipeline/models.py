@@ -31,9 +31,10 @@ class Models:
     max_boxes: int | None = None
 
 
-def load_models(config: PipelineConfig, device: str = "cpu") -> Models:
+def load_models(config: PipelineConfig, device: str | None = "cpu") -> Models:
     """The detector and segmenter named in a pipeline config (None: the shipped ones); the crop
-    margin is the segmenter's own unless the config sets ``segmenter.margin``."""
+    margin is the segmenter's own unless the config sets ``segmenter.margin``. ``device``: as
+    ``pipeline.core.device.select_device`` takes it (None: cuda where available)."""
     from detector import api as detector_api
     from segmenter import api as segmenter_api
 

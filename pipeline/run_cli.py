@@ -143,12 +143,7 @@ def _config_and_models(args):
     if args.segmenter_model:
         overrides["segmenter"] = {"model": args.segmenter_model}
     config = load_config(args.config, **overrides)
-    import torch
-
-    device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
-    if device == "cuda" and not torch.cuda.is_available():
-        raise InputError("--device cuda: no CUDA device available")
-    return config, load_models(config, device)
+    return config, load_models(config, args.device)
 
 
 def run_command(args) -> int:

@@ -41,8 +41,7 @@ class MiningRules:
 
 def _pieces(normalised: np.ndarray) -> np.ndarray:
     """Foreground pieces of a normalised image: int32 ``(H, W)`` labels, 0 background."""
-    grey = np.clip(normalised * 255, 0, 255).astype(np.uint8)
-    _, foreground = cv2.threshold(grey, 0, 255, cv2.THRESH_BINARY + cv2.THRESH_OTSU)
+    foreground = imageio.otsu_foreground(normalised).astype(np.uint8)
     foreground = cv2.morphologyEx(foreground, cv2.MORPH_CLOSE, np.ones((3, 3), np.uint8))
     contours, _ = cv2.findContours(foreground, cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE)
     filled = np.zeros_like(foreground)

@@ -24,6 +24,7 @@ import numpy as np
 import tifffile
 
 from pipeline.core.errors import DatasetError
+from pipeline.core.imageio import otsu_foreground
 from pipeline.core.resources import resource
 
 OVERLAP_LABEL = 255
@@ -138,14 +139,12 @@ def unlabelled_pieces(normalised: np.ndarray, labels: np.ndarray) -> np.ndarray:
     30..2000 pixels, grown back by 2 px (its blurred edge) but never onto a labelled pixel.
     Returns bool ``(H, W)``.
     """
-    grey = np.clip(normalised * 255, 0, 255).astype(np.uint8)
-    threshold, _ = cv2.threshold(grey, 0, 255, cv2.THRESH_BINARY + cv2.THRESH_OTSU)
     labelled = labels > 0
     size = 2 * UNLABELLED_CLEARANCE + 1
     kernel = np.ones((size, size), np.uint8)
     near = cv2.dilate(labelled.astype(np.uint8), kernel).astype(bool)
     count, pieces, stats, _ = cv2.connectedComponentsWithStats(
-        ((grey > threshold) & ~near).astype(np.uint8), connectivity=8
+        (otsu_foreground(normalised) & ~near).astype(np.uint8), connectivity=8
     )
     low, high = UNLABELLED_PIECE_PIXELS
     keep = np.flatnonzero(

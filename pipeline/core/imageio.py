@@ -131,3 +131,12 @@ def normalise(image: np.ndarray, polarity: str = "auto") -> np.ndarray:
     if high <= low:
         return np.zeros(grey.shape, np.float32)
     return np.clip((grey - low) / (high - low), 0.0, 1.0).astype(np.float32)
+
+
+def otsu_foreground(normalised: np.ndarray) -> np.ndarray:
+    """Global Otsu threshold of a normalised image (float32 ``(H, W)`` in [0, 1], chromosomes
+    bright) at 8 bits (levels truncated): bool ``(H, W)``, True above the threshold. The one
+    classical foreground of the project: baselines, label cleaning and single-chromosome mining."""
+    grey = np.clip(normalised * 255, 0, 255).astype(np.uint8)
+    _, mask = cv2.threshold(grey, 0, 1, cv2.THRESH_BINARY + cv2.THRESH_OTSU)
+    return mask.astype(bool)

@@ -31,6 +31,14 @@ intensity above background multiplied by ``1 - depth`` in 1.5-4 px wide bands (`
 in ``band_depth``), as an inverted G-banded chromosome looks: the network learns that a dark band
 does not end a chromosome. Pasted chromosomes are scaled by a factor in ``size_range``.
 
+Exact edges (``exact_edges``): every chromosome is drawn from its mask, the first one too (its
+place in the window, blurred rim included, is filled in from the background around it and the
+chromosome pasted back), and the drawn cluster is then blurred (Gaussian sigma uniform in
+``edge_blur`` source pixels, as optics would). Every chromosome's edge in the image is then its
+mask's edge, the truth is exact, and no chromosome can be told from the others by how its edge was
+made: with the first one left as it was (blurred real edge, K's drawn mask) and the pasted ones cut
+out sharply, a network learns to separate the two by their edges, which real clusters do not have.
+
 Targets come from ``segmenter.targets.target_from_instances`` (pixels of two or more chromosomes
 -> overlap, A/B two-coloured over the touch graph); pixels that the source labels cannot vouch for
 (``Single.ignore``: unlabelled bright pieces) are ``IGNORE``.

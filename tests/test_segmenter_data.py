@@ -1,6 +1,9 @@
 """Training data that means what it says: label cleaning by karyotype, synthetic cluster kinds,
 mined singles, the ignore label in loss and metrics, and the bf16 switch."""
 
+from dataclasses import replace
+
+import cv2
 import numpy as np
 import pytest
 import tifffile
@@ -176,6 +179,23 @@ def test_clusters_of_three_to_five_and_banded_singles():
     lone = synthetic.banded(singles[0].window, singles[0].mask, 0.05, np.random.default_rng(0), 0.8)
     values = lone[singles[0].mask]
     assert values.min() < 0.5 * values.max()  # dark bands across the bar
+
+
+@pytest.mark.parametrize("exact_edges", [True, False])
+def test_exact_edges_leave_no_halo_outside_the_truth(exact_edges):
+    single = _bar_single(30, 0)
+    rim = cv2.dilate(single.mask.astype(np.uint8), np.ones((5, 5), np.uint8)).astype(bool)
+    window = np.where(rim & ~single.mask, 0.4, single.window).astype(np.float32)  # blurred edge
+    options = SyntheticOptions(band_fraction=0.0, exact_edges=exact_edges, edge_blur=(0.0, 0.0))
+    image, target = synthetic.make_cluster(
+        [replace(single, window=window)], 1.2, np.random.default_rng(0), 4, [], options
+    )
+    chromosome = (target > 0).astype(np.uint8)
+    grown = [cv2.dilate(chromosome, np.ones((size, size), np.uint8)) for size in (5, 9)]
+    near = grown[1] > grown[0]
+    halo = image[near].mean()  # 1-2 source pixels outside the truth
+    assert (halo < 0.15) if exact_edges else (halo > 0.3)
+    assert image[target > 0].mean() > 0.6
 
 
 def test_mined_singles_only_the_isolated_blob(tmp_path):

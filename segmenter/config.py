@@ -83,6 +83,7 @@ class TrainSettings:
     lr: float = 0.004
     weight_decay: float = 0.0001
     dice_weight: float = 1.0
+    contact_weight: float = 4.0
     workers: int = 2
     bf16: bool | Literal["auto"] = "auto"
     init: dict[str, str] | None = None  # set by training: the model folder fine-tuned from

@@ -6,7 +6,8 @@ The epochs, checkpoints, resume rules, log and model folder are the training eng
 which also gets ``metrics.json`` of the test split. This module gives the engine data, network,
 optimiser, loss and validation.
 
-Loss: per crop, cross-entropy + ``dice_weight`` x soft Dice of classes A, B and overlap, taken
+Loss: per crop, cross-entropy (weighted ``1 + contact_weight`` where two chromosomes meet:
+``contact_weights``) + ``dice_weight`` x soft Dice of classes A, B and overlap, taken
 for the target as labelled and with A/B swapped, keeping the smaller (which chromosome is "A" is
 arbitrary); target pixels of 255 (``segmenter.targets.IGNORE``) count in neither.
 
@@ -35,6 +36,8 @@ from segmenter.h5data import load_h5_pairs
 from segmenter.model import build_model, count_macs, resolve
 from segmenter.targets import IGNORE
 
+CONTACT_RADIUS = 2  # pixels at 88x88 on either side of where two chromosomes meet
+
 VALIDATION = (
     "val_real_A",
     "val_real_B",
@@ -45,12 +48,31 @@ VALIDATION = (
 )
 
 
-def pair_loss(logits, target, dice_weight: float):
-    """Permutation-invariant loss of logits ``(B, 4, H, W)`` against targets ``(B, H, W)`` int64
-    (0..3, or 255 = ignored: such pixels add nothing)."""
+def contact_weights(target, weight: float, radius: int = CONTACT_RADIUS):
+    """Per-pixel cross-entropy weights ``(B, H, W)`` float32 for targets ``(B, H, W)`` int64:
+    ``1 + weight`` on chromosome pixels (A, B, overlap) within ``radius`` pixels of another of
+    those classes, where two chromosomes meet and a network must put the cut (the border weights
+    of Ronneberger et al. 2015, for touching chromosomes instead of touching cells), 1 elsewhere.
+    The same for the target with A and B exchanged."""
     import torch
     import torch.nn.functional as F
 
+    classes = torch.stack([target == c for c in (1, 2, 3)], dim=1).float()
+    near = F.max_pool2d(classes, 2 * radius + 1, stride=1, padding=radius)
+    contact = ((near.sum(1) - 1) * classes.sum(1)).clamp(
+        0, 1
+    )  # near a class of its own, and another
+    return 1 + weight * contact
+
+
+def pair_loss(logits, target, dice_weight: float, contact_weight: float = 0.0):
+    """Permutation-invariant loss of logits ``(B, 4, H, W)`` against targets ``(B, H, W)`` int64
+    (0..3, or 255 = ignored: such pixels add nothing); cross-entropy weighted by
+    ``contact_weights`` where ``contact_weight`` is set."""
+    import torch
+    import torch.nn.functional as F
+
+    weights = contact_weights(target, contact_weight) if contact_weight else 1.0
     swapped = target.clone()
     swapped[target == 1], swapped[target == 2] = 2, 1
     logits = logits.float()
@@ -62,7 +84,8 @@ def pair_loss(logits, target, dice_weight: float):
         cross_entropy = F.cross_entropy(logits, labels, ignore_index=IGNORE, reduction="none")
         onehot = F.one_hot(labels.clamp(max=3), 4).permute(0, 3, 1, 2).float()[:, 1:] * valid
         dice = (2 * (p * onehot).sum((2, 3)) + 1) / (p.sum((2, 3)) + onehot.sum((2, 3)) + 1)
-        return cross_entropy.sum((1, 2)) / pixels + dice_weight * (1 - dice).mean(1)
+        cross_entropy = (cross_entropy * weights).sum((1, 2)) / pixels
+        return cross_entropy + dice_weight * (1 - dice).mean(1)
 
     return torch.minimum(per_crop(target), per_crop(swapped)).mean()
 
@@ -115,7 +138,7 @@ def training(net, training_set, config: SegmenterConfig, val_sets: dict, device)
         )
     optimizer, scheduler = optimisation(net, train_config, train_config.epochs * steps)
     generator = torch.Generator()
-    dice_weight = train_config.dice_weight
+    dice_weight, contact_weight = train_config.dice_weight, train_config.contact_weight
     model = api.Segmenter(net, config, device)
 
     def batches(epoch: int):
@@ -127,7 +150,7 @@ def training(net, training_set, config: SegmenterConfig, val_sets: dict, device)
         images, targets = batch
         images = images.to(device, non_blocking=True, memory_format=torch.channels_last)
         targets = targets.to(device, non_blocking=True)
-        return {"loss": pair_loss(net(images), targets, dice_weight)}
+        return {"loss": pair_loss(net(images), targets, dice_weight, contact_weight)}
 
     def validation() -> dict:
         score, ious = _validate(model, val_sets)

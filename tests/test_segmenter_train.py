@@ -17,7 +17,8 @@ from segmenter import train as train_module
 from segmenter.config import load_config
 from segmenter.metrics import swap_ab
 from segmenter.model import build_model
-from segmenter.train import pair_loss
+from segmenter.targets import IGNORE
+from segmenter.train import contact_weights, pair_loss
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
@@ -33,24 +34,39 @@ def _bars(size: int = 32) -> tuple[np.ndarray, np.ndarray]:
     return torch.tensor(image[:, None], dtype=torch.float32), torch.from_numpy(target)
 
 
-def test_loss_is_permutation_invariant_and_falls_in_a_few_steps():
+@pytest.mark.parametrize("contact_weight", [0.0, 4.0])
+def test_loss_is_permutation_invariant_and_falls_in_a_few_steps(contact_weight):
     torch.manual_seed(0)
     images, targets = _bars()
     net = build_model({"channels": [4, 8], "norm": "batch", "skip": "add"})
     optimizer = torch.optim.Adam(net.parameters(), lr=0.01)
     logits = net(images)
     swapped = torch.from_numpy(swap_ab(targets.numpy()))
-    assert float(pair_loss(logits, targets, 1.0).detach()) == pytest.approx(
-        float(pair_loss(logits, swapped, 1.0).detach())
+    assert float(pair_loss(logits, targets, 1.0, contact_weight).detach()) == pytest.approx(
+        float(pair_loss(logits, swapped, 1.0, contact_weight).detach())
     )
     losses = []
     for _ in range(30):
-        loss = pair_loss(net(images), targets, 1.0)
+        loss = pair_loss(net(images), targets, 1.0, contact_weight)
         optimizer.zero_grad()
         loss.backward()
         optimizer.step()
         losses.append(float(loss.detach()))
     assert losses[-1] < 0.7 * losses[0]
+
+
+def test_contact_weights_where_two_chromosomes_meet():
+    target = torch.zeros(1, 20, 30, dtype=torch.int64)
+    target[0, 8:12, 2:15] = 1  # two chromosomes end to end, touching at column 14/15
+    target[0, 8:12, 15:28] = 2
+    target[0, 0:2, 0:2] = IGNORE
+    weights = contact_weights(target, 4.0, radius=2)[0]
+    assert torch.all(weights[8:12, 13:17] == 5)  # within 2 px of the other chromosome
+    assert torch.all(weights[8:12, 2:12] == 1) and torch.all(weights[8:12, 18:28] == 1)
+    assert torch.all(weights[0:8] == 1)  # background and ignored pixels: no extra weight
+    lone = torch.zeros_like(target)
+    lone[0, 8:12, 2:28] = 1
+    assert torch.all(contact_weights(lone, 4.0) == 1)
 
 
 def _metaphase(rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:

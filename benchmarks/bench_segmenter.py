@@ -6,7 +6,9 @@
 
 Prints multiply-adds per 88x88 crop, weights file size, and crops/s (median of --runs timed
 runs of one batch each, after --warmup untimed ones) with the machine's load average around the
-timing; --json writes the same figures.
+timing; --json writes the same figures. The crops are the real cluster crops of the shipped
+labelled samples (--data), so that the mirrored second pass runs on the crops it runs on in use
+(those with two or more chromosomes); noise crops (--data random) may skip it.
 """
 
 from __future__ import annotations
@@ -21,7 +23,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from segmenter import api
+from pipeline.core import adir
+from pipeline.core.modelfolder import WEIGHTS_FILE
+from pipeline.core.resources import resource
+from segmenter import api, dataset
 from segmenter.config import load_config
 from segmenter.model import build_model, count_macs
 
@@ -34,6 +39,12 @@ def main() -> None:
     parser.add_argument("--warmup", type=int, default=3)
     parser.add_argument("--runs", type=int, default=15)
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument(
+        "--data",
+        default=str(resource("data", "samples", "adir")),
+        help="labelled ADIR-format folder whose cluster crops are timed, cycled to the batch size "
+        "(default: the shipped samples); 'random' for noise crops",
+    )
     parser.add_argument("--json", help="also write the figures to this JSON file")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
@@ -45,9 +56,14 @@ def main() -> None:
     else:
         model = api.load_model(args.model, device="cpu")
         folder = api.PRETRAINED if args.model is None else Path(args.model)
-        weights_bytes = (folder / api.WEIGHTS_FILE).stat().st_size
+        weights_bytes = (folder / WEIGHTS_FILE).stat().st_size
         source = str(folder)
-    crops = np.random.default_rng(0).random((args.batch_size, 88, 88)).astype(np.float32)
+    if args.data == "random":
+        crops = np.random.default_rng(0).random((args.batch_size, 88, 88)).astype(np.float32)
+    else:
+        data = model.config.data
+        real = dataset.prepare(adir.find_images(args.data), data.margin, data.context).crops.images
+        crops = real[np.arange(args.batch_size) % len(real)]
     load_before = os.getloadavg()[0]
     for _ in range(args.warmup):
         api.segment(model, crops, args.batch_size)
@@ -58,6 +74,7 @@ def main() -> None:
         seconds.append(time.perf_counter() - start)
     figures = {
         "model": source,
+        "crops": args.data,
         "macs_per_crop": count_macs(model.net),
         "weights_bytes": int(weights_bytes),
         "batch_size": args.batch_size,

@@ -59,9 +59,8 @@ def contact_weights(target, weight: float, radius: int = CONTACT_RADIUS):
 
     classes = torch.stack([target == c for c in (1, 2, 3)], dim=1).float()
     near = F.max_pool2d(classes, 2 * radius + 1, stride=1, padding=radius)
-    contact = ((near.sum(1) - 1) * classes.sum(1)).clamp(
-        0, 1
-    )  # near a class of its own, and another
+    # chromosome pixels (their own class always near) with another class near as well
+    contact = ((near.sum(1) - 1) * classes.sum(1)).clamp(0, 1)
     return 1 + weight * contact
 
 

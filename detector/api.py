@@ -16,8 +16,8 @@ import numpy as np
 import torch
 
 from detector.config import DetectorConfig
-from detector.model import build_model
-from pipeline.core.device import select_device
+from detector.model import Bf16Backbone, build_model
+from pipeline.core.device import select_device, use_bf16
 from pipeline.core.errors import ModelError
 from pipeline.core.modelfolder import ModelFolder
 
@@ -36,10 +36,13 @@ class Detector:
     device: torch.device
 
 
-def load_model(folder: str | Path | None = None, device: str | None = "cpu") -> Detector:
+def load_model(
+    folder: str | Path | None = None, device: str | None = "cpu", bf16: bool | str = False
+) -> Detector:
     """Load a model folder (None: the shipped ``detector/pretrained``) onto ``device`` (None:
     cuda when available); ``pipeline.core.errors.ModelError`` for a folder that is not a usable
-    detector."""
+    detector. ``bf16`` (true, false or ``auto``: where ``pipeline.core.device.bf16_available``):
+    the backbone runs under bf16 autocast (``detector.model.Bf16Backbone``)."""
     model_folder = ModelFolder(
         PRETRAINED if folder is None else folder, STAGE, DetectorConfig, (THRESHOLDS_FILE,)
     )
@@ -49,6 +52,8 @@ def load_model(folder: str | Path | None = None, device: str | None = "cpu") -> 
         raise ModelError(f"{model_folder.path / THRESHOLDS_FILE} has no score_threshold")
     device = select_device(device)
     network.to(device).eval()
+    if use_bf16(bf16, device):
+        network.backbone = Bf16Backbone(network.backbone)
     return Detector(network, model_folder.config, float(threshold), device)
 
 

@@ -50,6 +50,7 @@ class BatchSettings:
 @dataclass
 class PipelineConfig:
     polarity: Literal["auto", "bright", "dark"] = "auto"
+    bf16: bool | Literal["auto"] = "auto"  # both networks under bf16 autocast where fast
     detector: DetectorSettings = field(default_factory=DetectorSettings)
     segmenter: SegmenterSettings = field(default_factory=SegmenterSettings)
     stitch: StitchSettings = field(default_factory=StitchSettings)

@@ -32,16 +32,17 @@ class Models:
 
 
 def load_models(config: PipelineConfig, device: str | None = "cpu") -> Models:
-    """The detector and segmenter named in a pipeline config (None: the shipped ones); the crop
-    margin is the segmenter's own unless the config sets ``segmenter.margin``. ``device``: as
-    ``pipeline.core.device.select_device`` takes it (None: cuda where available)."""
+    """The detector and segmenter named in a pipeline config (None: the shipped ones), both under
+    bf16 autocast as ``config.bf16`` says; the crop margin is the segmenter's own unless the
+    config sets ``segmenter.margin``. ``device``: as ``pipeline.core.device.select_device`` takes
+    it (None: cuda where available)."""
     from detector import api as detector_api
     from segmenter import api as segmenter_api
 
     detector_folder = config.detector.model or detector_api.PRETRAINED
     segmenter_folder = config.segmenter.model or segmenter_api.PRETRAINED
-    detector_model = detector_api.load_model(detector_folder, device=device)
-    segmenter_model = segmenter_api.load_model(segmenter_folder, device=device)
+    detector_model = detector_api.load_model(detector_folder, device, config.bf16)
+    segmenter_model = segmenter_api.load_model(segmenter_folder, device, config.bf16)
     margin = config.segmenter.margin
     batch_size = config.segmenter.batch_size
 

@@ -31,7 +31,8 @@ import json
 import platform
 import sys
 import time
-from concurrent.futures import ThreadPoolExecutor
+from collections import deque
+from concurrent.futures import Executor, Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -59,6 +60,8 @@ from pipeline.outputs import (
 from pipeline.stitch import Instance, Window, merge_pieces, window_instances
 from pipeline.tiling import detect_tiled, order_boxes
 from segmenter.crops import CropGeometry, probabilities_to_image, window_for_box
+
+MAPS_IN_FLIGHT = 4  # U-Net calls whose probabilities may wait to be mapped back
 
 OUTPUT_SUFFIXES = {
     "table": ".csv",
@@ -211,23 +214,51 @@ def crop_pieces(
     )
 
 
-def segment_images(detected: list[Detected], models: Models, config: PipelineConfig) -> None:
+def _chunk_pieces(chunk: list, probabilities: np.ndarray, stitch_config: StitchSettings):
+    """``crop_pieces`` of every ``(Detected, box index)`` of ``chunk``, in order."""
+    return [
+        crop_pieces(item, index, crop_probabilities, stitch_config)
+        for (item, index), crop_probabilities in zip(chunk, probabilities, strict=True)
+    ]
+
+
+def segment_images(
+    detected: list[Detected],
+    models: Models,
+    config: PipelineConfig,
+    pool: Executor | None = None,
+) -> None:
     """Cut, segment and map back every crop of these images, ``segmenter.batch_size`` crops per
-    U-Net call, adding each crop's chromosomes to its image's ``pieces``.
+    U-Net call, adding each crop's chromosomes to its image's ``pieces`` (in box order).
 
     The crops of all the images share the calls; the segmenter gives every network call the same
     number of crops (``segmenter.api.segment``), so a crop's result does not depend on which other
-    images share its batch: resumed and uninterrupted runs give the same masks. Memory is bounded
-    by one call's crops and probabilities, however many crops an image has.
+    images share its batch: resumed and uninterrupted runs give the same masks. With ``pool``,
+    its threads map one call's probabilities back while the network runs the next call. Memory
+    is bounded by a few calls' crops and probabilities, however many crops an image has.
     """
     batch_size = config.segmenter.batch_size
     items = [(item, index) for item in detected for index in range(len(item.boxes))]
+    in_flight: deque = deque()
+
+    def settle(limit: int) -> None:
+        while len(in_flight) > limit:
+            chunk, future = in_flight.popleft()
+            for (item, _), pieces in zip(chunk, future.result(), strict=True):
+                item.pieces += pieces
+
     for start in range(0, len(items), batch_size):
         chunk = items[start : start + batch_size]
         crops = np.stack([item.crop(index) for item, index in chunk])
         probabilities = np.asarray(models.segment(crops))
-        for (item, index), crop_probabilities in zip(chunk, probabilities, strict=True):
-            item.pieces += crop_pieces(item, index, crop_probabilities, config.stitch)
+        if pool is None:
+            future = Future()
+            future.set_result(_chunk_pieces(chunk, probabilities, config.stitch))
+        else:
+            future = pool.submit(_chunk_pieces, chunk, probabilities, config.stitch)
+        in_flight.append((chunk, future))
+        settle(MAPS_IN_FLIGHT)
+    settle(0)
 
 
 def build_result(
@@ -489,10 +520,12 @@ class _BatchRun:
         except Exception as error:
             return job, error
 
-    def process(self, batch: list[ImageJob], pool: ThreadPoolExecutor, progress) -> None:
-        """One batch of images: load (threads), detect, segment together, finish (threads)."""
+    def networks(self, loaded: list[Future], pool: Executor, progress):
+        """Detect and segment the loaded images of one batch (``load`` futures): their
+        ``Detected`` and per-image seconds; failed images are recorded."""
         detected, seconds = [], []
-        for job, image, read_seconds in pool.map(self.load, batch):
+        for future in loaded:
+            job, image, read_seconds = future.result()
             try:
                 if isinstance(image, BaseException):
                     raise image
@@ -504,17 +537,35 @@ class _BatchRun:
                 progress.update()
         counts = [len(item.boxes) for item in detected]
         before = time.perf_counter()
-        segment_images(detected, self.models, self.config)
+        segment_images(detected, self.models, self.config, pool)
         segment_seconds = time.perf_counter() - before
         for item_seconds, count in zip(seconds, counts, strict=True):
             item_seconds["segment"] = segment_seconds * count / max(1, sum(counts))
-        outcomes = pool.map(self.finish, detected, seconds)
-        for job, outcome in outcomes:
+        return detected, seconds
+
+    def collect(self, finishing: list[Future], progress) -> None:
+        """Record the outcomes of ``finish`` futures, in order."""
+        for future in finishing:
+            job, outcome = future.result()
             if isinstance(outcome, BaseException):
                 self.fail(job, outcome)
             else:
                 self.succeed(job, outcome, "done")
             progress.update()
+
+    def process(self, batch: list[ImageJob], pool: Executor, progress) -> None:
+        """One batch of images, start to end: load (threads), detect, segment together, finish
+        (threads)."""
+        loaded = [pool.submit(self.load, job) for job in batch]
+        detected, seconds = self.networks(loaded, pool, progress)
+        self.collect(self.start_finishing(pool, detected, seconds), progress)
+
+    def start_finishing(self, pool: Executor, detected: list[Detected], seconds: list[dict]):
+        """``finish`` futures of one batch's segmented images."""
+        return [
+            pool.submit(self.finish, item, item_seconds)
+            for item, item_seconds in zip(detected, seconds, strict=True)
+        ]
 
     def pending(self, resume: bool) -> list[ImageJob]:
         """The jobs still to do; with ``resume``, complete ones are recorded as resumed."""
@@ -533,10 +584,21 @@ class _BatchRun:
             total=len(self.jobs), initial=self.summary.resumed, unit="image", disable=self.quiet
         )
         size = max(1, self.config.batch.images)
+        batches = [todo[first : first + size] for first in range(0, len(todo), size)]
+        # the networks run on this thread, one batch at a time; the pool's threads read the next
+        # batch and stitch, measure and write the previous one meanwhile
         with ThreadPoolExecutor(max_workers=self.workers) as pool:
-            for first in range(0, len(todo), size):
-                self.process(todo[first : first + size], pool, progress)
+            loading = [pool.submit(self.load, job) for job in batches[0]] if batches else []
+            finishing = []
+            for index in range(len(batches)):
+                loaded = loading
+                following = batches[index + 1] if index + 1 < len(batches) else []
+                loading = [pool.submit(self.load, job) for job in following]
+                detected, seconds = self.networks(loaded, pool, progress)
+                self.collect(finishing, progress)
+                finishing = self.start_finishing(pool, detected, seconds)
                 self.write_manifest()
+            self.collect(finishing, progress)
         progress.close()
         channels = list(self.jobs[0].channels) if self.jobs else []
         header = column_names(channels, self.pixel_size is not None)

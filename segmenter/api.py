@@ -43,15 +43,21 @@ class Segmenter:
         return self.config.data.margin
 
 
-def load_model(folder: str | Path | None = None, device: str | None = None) -> Segmenter:
+def load_model(
+    folder: str | Path | None = None, device: str | None = None, bf16: bool | str | None = None
+) -> Segmenter:
     """Load a model folder (None: the shipped ``segmenter/pretrained``) onto ``device``;
-    ``pipeline.core.errors.ModelError`` for a folder that is not a usable segmenter."""
+    ``pipeline.core.errors.ModelError`` for a folder that is not a usable segmenter. ``bf16``
+    (true, false or ``auto``) replaces the config's ``inference.bf16`` (None: keep it)."""
     from segmenter.model import build_model, for_inference
 
     model_folder = ModelFolder(PRETRAINED if folder is None else folder, STAGE, SegmenterConfig)
     net = model_folder.network(build_model)
     target = select_device(device)
-    return Segmenter(for_inference(net).to(target), model_folder.config, target)
+    config = model_folder.config
+    if bf16 is not None:
+        config.inference.bf16 = bf16
+    return Segmenter(for_inference(net).to(target), config, target)
 
 
 def segment(
@@ -65,8 +71,7 @@ def segment(
     depend on which other crops it is segmented with (the CPU kernels differ by batch size).
 
     With ``inference.bf16`` in the model's config (``auto``: where
-    ``pipeline.core.device.bf16_available``) the
-    network runs under bf16 autocast.
+    ``pipeline.core.device.bf16_available``) the network runs under bf16 autocast.
 
     With ``inference.flip_average`` in the model's config (the shipped model has it), every crop
     whose labels hold any chromosome-B or overlap pixel (two or more chromosomes: on ADIR about a

@@ -51,6 +51,7 @@ class SyntheticOptions:
     additive_gain: tuple[float, float] = (0.6, 1.0)
     band_fraction: float = 0.3
     band_depth: tuple[float, float] = (0.2, 0.6)
+    band_width: tuple[float, float] = (1.5, 4.0)  # px, across the long axis
     size_range: tuple[float, float] = (0.8, 1.25)
     exact_edges: bool = True
     edge_blur: tuple[float, float] = (0.0, 1.0)

@@ -20,7 +20,7 @@ import numpy as np
 
 from pipeline.core import adir
 from segmenter import api, dataset, metrics, synthetic
-from segmenter.config import DataSettings
+from segmenter.config import DataSettings, SyntheticOptions
 from segmenter.h5data import load_h5_pairs
 from segmenter.targets import CLASS_NAMES
 
@@ -37,9 +37,10 @@ def synthetic_sets(
     prepared: dataset.Prepared, data_config: DataSettings, count: int, seed: int
 ) -> dict[str, tuple[np.ndarray, np.ndarray]]:
     """``SYNTHETIC_SETS`` of ``count`` clusters each from ``prepared``'s singles (its own measured
-    overlap ratios, else the config's default), the config's overlap and size settings: crossing
-    pairs, touching pairs (touch, side by side, end to end), clusters of 3-5 (unbanded) and banded
-    pairs. Empty sets when it has fewer than two singles."""
+    overlap ratios, else the config's default), drawn with the default ``SyntheticOptions`` (the
+    same sets whatever a model was trained on): crossing pairs, touching pairs (touch, side by
+    side, end to end), clusters of 3-5 (unbanded) and banded pairs. Empty sets when it has fewer
+    than two singles."""
     ratios = prepared.ratios if len(prepared.ratios) else [data_config.default_overlap_ratio]
     sets = {}
     for offset, (name, (kinds, band_fraction)) in enumerate(SYNTHETIC_SETS.items()):
@@ -47,7 +48,7 @@ def synthetic_sets(
             empty = dataset.Crops.concatenate([])
             sets[name] = (empty.images, empty.targets)
             continue
-        set_options = replace(data_config.synthetic, band_fraction=band_fraction)
+        set_options = replace(SyntheticOptions(), band_fraction=band_fraction)
         if kinds is None:  # clusters of 3-5; pairs of the given kinds otherwise
             set_options = replace(set_options, cluster_sizes={3: 0.4, 4: 0.35, 5: 0.25})
         sets[name] = synthetic.make_clusters(

@@ -27,9 +27,10 @@ Overlap intensity, two models, one drawn per cluster (``additive_share``):
   ``additive_gain`` (default 0.6-1.0: 1 adds fully, less for saturation or partial occlusion).
 
 Banding (``band_fraction`` of clusters): every chromosome gets dark bands across its long axis,
-intensity above background multiplied by ``1 - depth`` in 1.5-4 px wide bands (``depth`` uniform
-in ``band_depth``), as an inverted G-banded chromosome looks: the network learns that a dark band
-does not end a chromosome. Pasted chromosomes are scaled by a factor in ``size_range``.
+intensity above background multiplied by ``1 - depth`` in bands ``band_width`` px wide
+(``depth`` uniform in ``band_depth``), as an inverted G-banded chromosome looks: the network
+learns that a dark band does not end a chromosome. Pasted chromosomes are scaled by a factor in
+``size_range``.
 
 Exact edges (``exact_edges``): every chromosome is drawn from its mask, the first one too (its
 place in the window, blurred rim included, is filled in from the background around it and the
@@ -137,9 +138,17 @@ def axis_angle(mask: np.ndarray) -> float:
     return float(np.arctan2(major[1], major[0]))
 
 
-def banded(window: np.ndarray, mask: np.ndarray, background: float, rng, depth: float):
+def banded(
+    window: np.ndarray,
+    mask: np.ndarray,
+    background: float,
+    rng,
+    depth: float,
+    width: tuple[float, float] = (1.5, 4.0),
+):
     """``window`` with dark bands across the long axis of ``mask``: intensity above
-    ``background`` multiplied by ``1 - depth`` at the bands' centres. Returns float32."""
+    ``background`` multiplied by ``1 - depth`` at the bands' centres, each band ``width`` px
+    wide (uniform in the range). Returns float32."""
     out = window.astype(np.float32).copy()
     rows, cols = np.nonzero(mask)
     angle = axis_angle(mask)
@@ -148,9 +157,9 @@ def banded(window: np.ndarray, mask: np.ndarray, background: float, rng, depth: 
     length = max(high - low, 1.0)
     darkness = np.zeros(len(rows))
     for _ in range(max(1, int(rng.integers(int(length // 8) + 1, int(length // 4) + 3)))):
-        centre, width = rng.uniform(low, high), rng.uniform(1.5, 4.0) / 2
+        centre, half = rng.uniform(low, high), rng.uniform(*width) / 2
         darkness = np.maximum(
-            darkness, rng.uniform(0.6, 1.0) * np.exp(-0.5 * ((along - centre) / width) ** 2)
+            darkness, rng.uniform(0.6, 1.0) * np.exp(-0.5 * ((along - centre) / half) ** 2)
         )
     out[rows, cols] = background + (window[rows, cols] - background) * (1 - depth * darkness)
     return out
@@ -178,15 +187,17 @@ class _Cutout:
     axis: float
 
 
-def _cutout(single: Single, rng, band_depth: float | None) -> _Cutout:
+def _cutout(
+    single: Single, rng, band_depth: float | None, band_width: tuple[float, float]
+) -> _Cutout:
     """The chromosome of ``single`` cut out, flipped at random, banded when ``band_depth`` is
-    set."""
+    set (bands ``band_width`` px wide)."""
     rows = np.flatnonzero(single.mask.any(axis=1))
     cols = np.flatnonzero(single.mask.any(axis=0))
     box = slice(rows[0], rows[-1] + 1), slice(cols[0], cols[-1] + 1)
     mask, window = single.mask[box], single.window[box]
     if band_depth is not None:
-        window = banded(window, mask, single.background, rng, band_depth)
+        window = banded(window, mask, single.background, rng, band_depth, band_width)
     if rng.random() < 0.5:
         mask, window = mask[::-1], window[::-1]
     alpha = np.ascontiguousarray(mask, np.float32)
@@ -318,12 +329,12 @@ def make_cluster(
     band_depth = rng.uniform(*options.band_depth) if rng.random() < options.band_fraction else None
     window = first.window
     if band_depth is not None:
-        window = banded(window, first.mask, first.background, rng, band_depth)
+        window = banded(window, first.mask, first.background, rng, band_depth, options.band_width)
     background = first.background
     forbidden = cv2.dilate((first.others | first.ignore).astype(np.uint8), _SQUARE3).astype(bool)
     masks, axes, values, alphas = [first.mask], [axis_angle(first.mask)], [], []
     for single, kind in zip(singles[1:], kinds, strict=True):
-        cutout = _cutout(single, rng, band_depth)
+        cutout = _cutout(single, rng, band_depth, options.band_width)
         for _ in range(tries):
             which = int(rng.integers(len(masks)))
             angle = _orientation(kind, axes[which], rng)

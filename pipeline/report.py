@@ -3,7 +3,7 @@
 ``write_report(out_dir)`` reads what ``chromoseg run`` wrote in ``out_dir`` (the batch table
 ``chromosomes.csv``, the manifest ``run.json`` and the per-image overlay PNGs) and writes
 ``out_dir/report.html``. Every picture is embedded (base64), so the file can be mailed or archived
-alone. Plots are made with matplotlib (Agg backend).
+alone. Plots are made with matplotlib (its Figure API, no pyplot).
 
 Per slide the page shows: the count of chromosomes per metaphase (histogram and table), the
 distributions of lengths and areas, and per image an overlay thumbnail (click: enlarged) with
@@ -197,23 +197,26 @@ def _data_uri(data: bytes, mime: str = "image/png") -> str:
     return f"data:{mime};base64," + base64.b64encode(data).decode("ascii")
 
 
+def _figure(**options):
+    """A matplotlib Figure without pyplot (no GUI backend to import, nothing global to close),
+    with fixed margins: an automatic layout would draw every figure twice."""
+    from matplotlib.figure import Figure
+
+    figure = Figure(**options)
+    figure.subplots_adjust(left=0.15, right=0.97, bottom=0.19, top=0.96, wspace=0.35)
+    return figure
+
+
 def _figure_png(figure) -> bytes:
     buffer = io.BytesIO()
-    figure.savefig(buffer, format="png", dpi=100, bbox_inches="tight")
-    import matplotlib.pyplot as plt
-
-    plt.close(figure)
+    figure.savefig(buffer, format="png", dpi=100)
     return buffer.getvalue()
 
 
 def count_histogram_png(counts: np.ndarray, count_range: tuple[int, int]) -> bytes:
     """Histogram of chromosomes per metaphase (integer bins), the normal range shaded."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    figure, axes = plt.subplots(figsize=(4.2, 2.8))
+    figure = _figure(figsize=(4.2, 2.8))
+    axes = figure.subplots()
     low, high = count_range
     axes.axvspan(low - 0.5, high + 0.5, color="#d8f0d8")
     if len(counts):
@@ -228,19 +231,14 @@ def count_histogram_png(counts: np.ndarray, count_range: tuple[int, int]) -> byt
 
 def distributions_png(lengths: np.ndarray, areas: np.ndarray) -> bytes:
     """Histograms of chromosome lengths (px) and areas (px²) side by side."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    figure, (left, right) = plt.subplots(1, 2, figsize=(6.8, 2.8))
+    figure = _figure(figsize=(6.8, 2.8))
+    left, right = figure.subplots(1, 2)
     for axes, values, label in ((left, lengths, "length (px)"), (right, areas, "area (px²)")):
         values = values[np.isfinite(values)]
         if len(values):
             axes.hist(values, bins=30, color="#a5573a", edgecolor="white")
         axes.set_xlabel(label)
         axes.set_ylabel("chromosomes")
-    figure.tight_layout()
     return _figure_png(figure)
 
 

@@ -13,7 +13,8 @@ Output folder::
 
     chromosomes.csv            every chromosome of the batch (images in ``image`` order)
     instances.json             COCO instances of the batch
-    run.json                   versions, config, model hashes, per-image status/timings, errors
+    run.json                   versions, config, model hashes, per-image status/timings, errors,
+                               seconds from process start to the first image (startup_seconds)
     images/<key>.csv           one image's table
     images/<key>.labels.tif    its label planes (pipeline.outputs)
     images/<key>.overlay.png   its overlay
@@ -28,6 +29,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import platform
 import sys
 import time
@@ -117,6 +119,16 @@ class ImageResult:
     normalised: NormalisedImage
     notes: list[str] = field(default_factory=list)
     seconds: dict[str, float] = field(default_factory=dict)
+
+
+def process_age() -> float | None:
+    """Seconds since this process started (Linux's /proc; None elsewhere)."""
+    try:
+        fields = Path("/proc/self/stat").read_text().rsplit(")", 1)[1].split()
+        uptime = float(Path("/proc/uptime").read_text().split()[0])
+        return round(uptime - int(fields[19]) / os.sysconf("SC_CLK_TCK"), 3)
+    except (OSError, ValueError, IndexError):
+        return None
 
 
 def one_line(error: BaseException) -> str:
@@ -579,6 +591,7 @@ class _BatchRun:
         return todo
 
     def run(self, resume: bool) -> RunSummary:
+        self.manifest["startup_seconds"] = process_age()  # imports and models: before any image
         todo = self.pending(resume)
         progress = self.tqdm(
             total=len(self.jobs), initial=self.summary.resumed, unit="image", disable=self.quiet

@@ -1,0 +1,203 @@
+"""The whole ``chromoseg run`` process against a Mask R-CNN process, on the same images.
+
+    python benchmarks/bench_against_maskrcnn.py --data ADIR --counts 1 20 100 --repeats 3 \
+        --json benchmarks/results/against_maskrcnn.json
+
+For each N in ``--counts``: the first N metaphases (``*D.tif`` under ``--data``, sorted; cycled
+when there are fewer), and, ``--repeats`` times, alternating which goes first:
+
+- ``chromoseg``: ``python -m pipeline.cli run IMAGES --out DIR --quiet`` in a fresh process, with
+  the shipped models and configs/pipeline.yaml's defaults (every output written, the report too);
+- ``maskrcnn``: a fresh process (this script with ``--maskrcnn``) that imports torch and
+  torchvision, builds torchvision's ``maskrcnn_resnet50_fpn(weights=None, weights_backbone=None,
+  num_classes=2)`` (random weights, two classes as a chromosome model has: with 91 random classes
+  no box passes the score threshold and the mask head never runs), eval mode, its default resize
+  (min_size 800, max_size 1333), reads each image (normalised as chromoseg does, grey repeated to
+  three channels), runs it under ``torch.inference_mode`` one image at a time and writes its
+  instance masks (mask > 0.5) as a 16-bit label PNG.
+
+Both processes run with ``--threads`` torch threads (default 2, this machine's cores). Each time
+is the wall time from starting the process to its exit; peak memory is the process's ``ru_maxrss``
+(``os.wait4``). ``chromoseg``'s ``run.json`` gives the seconds from process start to its first
+image (``startup_seconds``). Steady state: (N_max - N_min) / (median time at N_max - at N_min),
+per process. Prints a table and writes everything as JSON (``--json``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def images_for(data: Path, count: int) -> list[Path]:
+    """The first ``count`` ``*D.tif`` under ``data`` (sorted), cycled when there are fewer, each
+    copy under its own name so that every one gets its own outputs."""
+    sources = sorted(data.rglob("*D.tif"))
+    if not sources:
+        raise SystemExit(f"no *D.tif metaphase under {data}")
+    return [sources[index % len(sources)] for index in range(count)]
+
+
+def stage(paths: list[Path], folder: Path) -> list[Path]:
+    """Symbolic links to ``paths`` in ``folder``, numbered (repeats get distinct names)."""
+    folder.mkdir(parents=True)
+    links = []
+    for index, path in enumerate(paths):
+        link = folder / f"{index:03d}_{path.name}"
+        link.symlink_to(path.resolve())
+        links.append(link)
+    return links
+
+
+def timed_process(command: list[str], threads: int) -> tuple[float, float]:
+    """Run ``command``; (wall seconds from start to exit, peak resident memory MiB)."""
+    env = {
+        **os.environ,
+        "OMP_NUM_THREADS": str(threads),
+        "PYTHONPATH": f"{ROOT}{os.pathsep}{os.environ.get('PYTHONPATH', '')}",
+    }
+    started = time.perf_counter()
+    process = subprocess.Popen(command, cwd=ROOT, env=env, stdout=subprocess.DEVNULL)
+    _, status, usage = os.wait4(process.pid, 0)
+    wall = time.perf_counter() - started
+    process.returncode = os.waitstatus_to_exitcode(status)
+    if process.returncode != 0:
+        raise SystemExit(f"{command[:4]} ... failed with exit status {process.returncode}")
+    return wall, usage.ru_maxrss / 1024
+
+
+def run_chromoseg(images: list[Path], out: Path, threads: int) -> dict:
+    command = [sys.executable, "-m", "pipeline.cli", "run", *map(str, images)]
+    wall, peak = timed_process([*command, "--out", str(out), "--quiet"], threads)
+    manifest = json.loads((out / "run.json").read_text())
+    return {"seconds": wall, "peak_mib": peak, "startup_seconds": manifest["startup_seconds"]}
+
+
+def run_maskrcnn(images: list[Path], out: Path, threads: int) -> dict:
+    command = [sys.executable, __file__, "--maskrcnn", "--out", str(out), *map(str, images)]
+    wall, peak = timed_process(command, threads)
+    return {"seconds": wall, "peak_mib": peak}
+
+
+def maskrcnn_main(paths: list[str], out: Path) -> int:
+    """The Mask R-CNN process (module docstring)."""
+    import cv2
+    import numpy as np
+    import torch
+    import torchvision
+
+    from pipeline.core.imageio import normalise, read_image
+
+    model = torchvision.models.detection.maskrcnn_resnet50_fpn(
+        weights=None, weights_backbone=None, num_classes=2
+    ).eval()
+    out.mkdir(parents=True, exist_ok=True)
+    for path in paths:
+        grey = normalise(read_image(path))
+        image = torch.from_numpy(grey)[None].expand(3, -1, -1)
+        with torch.inference_mode():
+            masks = model([image])[0]["masks"][:, 0].numpy() > 0.5
+        labels = np.zeros(grey.shape, np.uint16)
+        for index, mask in enumerate(masks):
+            labels[mask] = index + 1
+        cv2.imwrite(str(out / f"{Path(path).stem}.labels.png"), labels)
+    return 0
+
+
+def summarise(runs: list[dict]) -> dict:
+    seconds = [run["seconds"] for run in runs]
+    summary = {
+        "seconds": seconds,
+        "median_seconds": statistics.median(seconds),
+        "peak_mib": max(run["peak_mib"] for run in runs),
+    }
+    if "startup_seconds" in runs[0]:
+        startup = [run["startup_seconds"] for run in runs]
+        summary["startup_seconds"] = startup
+        summary["median_startup_seconds"] = statistics.median(startup)
+    return summary
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--data", type=Path, default=ROOT / "data" / "samples" / "adir")
+    parser.add_argument("--counts", type=int, nargs="+", default=[1, 20, 100])
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--threads", type=int, default=2, help="torch threads of both")
+    parser.add_argument("--json", type=Path, help="write the figures here")
+    parser.add_argument("--maskrcnn", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--out", type=Path, help=argparse.SUPPRESS)
+    parser.add_argument("paths", nargs="*", help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    if args.maskrcnn:
+        return maskrcnn_main(args.paths, args.out)
+
+    results = {
+        "data": str(args.data),
+        "threads": args.threads,
+        "repeats": args.repeats,
+        "machine": f"{platform.platform()}, {os.cpu_count()} CPUs",
+        "load_average_1min_at_start": os.getloadavg()[0],
+        "counts": {},
+    }
+    runners = {"chromoseg": run_chromoseg, "maskrcnn": run_maskrcnn}
+    with tempfile.TemporaryDirectory() as scratch:
+        for count in args.counts:
+            images = stage(images_for(args.data, count), Path(scratch) / f"in{count}")
+            runs = {name: [] for name in runners}
+            for repeat in range(args.repeats):
+                order = list(runners) if repeat % 2 == 0 else list(runners)[::-1]
+                for name in order:
+                    out = Path(scratch) / f"out_{name}"
+                    runs[name].append(runners[name](images, out, args.threads))
+                    shutil.rmtree(out)
+                    print(f"N={count} {name}: {runs[name][-1]}", flush=True)
+            figures = {name: summarise(value) for name, value in runs.items()}
+            figures["maskrcnn_over_chromoseg"] = (
+                figures["maskrcnn"]["median_seconds"] / figures["chromoseg"]["median_seconds"]
+            )
+            results["counts"][str(count)] = figures
+    low, high = min(args.counts), max(args.counts)
+    if high > low:
+        results["steady_metaphases_per_s"] = {
+            name: (high - low)
+            / (
+                results["counts"][str(high)][name]["median_seconds"]
+                - results["counts"][str(low)][name]["median_seconds"]
+            )
+            for name in runners
+        }
+    results["load_average_1min_at_end"] = os.getloadavg()[0]
+    print(f"{'N':>5} {'chromoseg s':>12} {'Mask R-CNN s':>13} {'ratio':>6} {'start-up s':>10}")
+    for count, figures in results["counts"].items():
+        print(
+            f"{count:>5} {figures['chromoseg']['median_seconds']:12.2f} "
+            f"{figures['maskrcnn']['median_seconds']:13.2f} "
+            f"{figures['maskrcnn_over_chromoseg']:6.1f} "
+            f"{figures['chromoseg']['median_startup_seconds']:10.2f}"
+        )
+    if "steady_metaphases_per_s" in results:
+        steady = results["steady_metaphases_per_s"]
+        print(
+            f"steady state ({low} -> {high} images): chromoseg {steady['chromoseg']:.2f}, "
+            f"Mask R-CNN {steady['maskrcnn']:.3f} metaphases/s"
+        )
+    if args.json:
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        args.json.write_text(json.dumps(results, indent=1) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,7 +1,13 @@
-"""Segmenter on G-banded chromosomes, each alone: the KICS karyogram, labelled.
+"""Segmenter on G-banded chromosomes, each alone: the KICS karyogram, labelled, or mined singles.
 
     python benchmarks/eval_segmenter_karyogram.py --data ../shared/data/kics_karyogram \
         [--model DIR] [--json OUT] [--montage OUT.png]
+    python benchmarks/eval_segmenter_karyogram.py --data MINED [--model DIR] ...
+
+``MINED``: the output of ``chromoseg mine-singles`` (one ADIR-format folder per image): every
+mined single (a connected piece of its ``K.tif``) is scored as a KICS chromosome is, against its
+mined mask (Otsu's foreground, not a hand-drawn label). Mined from the unlabelled G-band images,
+they are a G-band validation set that leaves the KICS karyogram for the final figure.
 
 The karyogram (``mHomSap_male.jpeg``, 1533x2004 RGB, BSD-3) has an instance mask
 (``labelled.png``: 46 chromosomes, ids 1..46), each chromosome lying alone (its homologue often
@@ -19,6 +25,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+import cv2
 import numpy as np
 from PIL import Image
 
@@ -45,6 +52,18 @@ def chromosome_crops(image: np.ndarray, labels: np.ndarray, margin: int):
     return np.stack(images), np.stack(truths), ids
 
 
+def labelled_images(folder: Path):
+    """``(normalised image, instance labels int32)`` of the KICS karyogram in ``folder``, or of
+    every mined-singles image under it (ids in that image)."""
+    if (folder / "labelled.png").is_file():
+        labels = np.asarray(Image.open(folder / "labelled.png")).astype(np.int32)
+        yield normalise(read_image(folder / "mHomSap_male.jpeg")), labels
+        return
+    for mask_path in sorted(folder.rglob("*K.tif")):
+        image = normalise(read_image(mask_path.with_name(mask_path.name[:-5] + "D.tif")))
+        yield image, cv2.connectedComponents((read_image(mask_path) > 0).astype(np.uint8))[1]
+
+
 def score_chromosome(predicted: np.ndarray, truth: np.ndarray) -> tuple[float, int]:
     """Best IoU of a predicted piece with ``truth`` and how many pieces lie mostly on it."""
     pieces = crop_instances(predicted)
@@ -58,15 +77,21 @@ def score_chromosome(predicted: np.ndarray, truth: np.ndarray) -> tuple[float, i
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--data", type=Path, required=True, help="folder of the KICS karyogram")
+    parser.add_argument(
+        "--data", type=Path, required=True, help="KICS karyogram folder or mined singles"
+    )
     parser.add_argument("--model", help="segmenter model folder (default: the shipped one)")
     parser.add_argument("--json", type=Path, help="write the figures here")
     parser.add_argument("--montage", type=Path, help="write image | truth | prediction here")
     args = parser.parse_args()
-    image = normalise(read_image(args.data / "mHomSap_male.jpeg"))
-    labels = np.asarray(Image.open(args.data / "labelled.png"))
     model = api.load_model(args.model)
-    images, truths, ids = chromosome_crops(image, labels, model.margin)
+    images, truths, ids = [], [], []
+    for image, labels in labelled_images(args.data):
+        found = chromosome_crops(image, labels, model.margin)
+        images += list(found[0])
+        truths += list(found[1])
+        ids += [len(ids) + i + 1 for i in range(len(found[2]))]
+    images, truths = np.stack(images), np.stack(truths)
     predicted, _ = api.segment(model, images)
     per_chromosome = []
     for chromosome_id, mine, truth in zip(ids, predicted, truths, strict=True):

@@ -28,7 +28,6 @@ from pipeline.core.adir import labels_from_instances
 from pipeline.core.errors import InputError
 from pipeline.core.files import write_atomic, write_json
 from pipeline.core.imageio import normalise, read_image
-from pipeline.outputs import read_label_tiff
 
 MANIFEST = "run.json"
 
@@ -59,6 +58,8 @@ def export_run(run_dir: str | Path, out_dir: str | Path) -> dict:
     """Write the ADIR-format training folder of a run's processed images into ``out_dir``;
     returns ``slides.json``'s content ``{id: {"slide", "images": [{"image", "file", "name"}]}}``.
     Raises InputError when ``run_dir`` is not a run's output folder or has no processed image."""
+    from pipeline.outputs import read_label_tiff  # pandas: not at import (``chromoseg`` imports us)
+
     run_dir, out_dir = Path(run_dir), Path(out_dir)
     if not (run_dir / MANIFEST).is_file():
         raise InputError(f"{run_dir}: no {MANIFEST}: not the output folder of chromoseg run")

@@ -24,12 +24,15 @@ import io
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
-import pandas as pd
 
 from pipeline.core.errors import InputError
 from pipeline.core.files import write_atomic
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 REPORT_NAME = "report.html"
 TABLE_NAME = "chromosomes.csv"
@@ -88,6 +91,8 @@ class RunData:
 
 def read_run(out_dir: str | Path) -> RunData:
     """Read the batch table, the manifest and the overlay paths of a run's output folder."""
+    import pandas as pd  # here, not at import: ``chromoseg`` registers this module's command
+
     out_dir = Path(out_dir)
     manifest_path = out_dir / MANIFEST_NAME
     manifest = json.loads(manifest_path.read_text()) if manifest_path.is_file() else {}
@@ -125,6 +130,8 @@ def unresolved_clusters(table: pd.DataFrame, options: ReportOptions) -> pd.DataF
     ``options.merged_area_ratio`` times the median chromosome area of its image.
     Columns: slide, image, cluster_id, chromosomes, mean_score, reason.
     """
+    import pandas as pd
+
     columns = [SLIDE, IMAGE, CLUSTER, "chromosomes", "mean_score", "reason"]
     if table.empty:
         return pd.DataFrame(columns=columns)
@@ -175,6 +182,8 @@ def image_summary(data: RunData, options: ReportOptions) -> pd.DataFrame:
                 "median_area": medians[AREA].get(key, np.nan),
             }
         )
+    import pandas as pd
+
     summary = pd.DataFrame(
         rows,
         columns=[
@@ -291,6 +300,8 @@ def _flags(row) -> list[str]:
 
 
 def _format(value, digits: int = 1) -> str:
+    import pandas as pd
+
     return "" if pd.isna(value) else f"{value:.{digits}f}"
 
 

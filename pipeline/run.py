@@ -37,10 +37,11 @@ from collections import deque
 from concurrent.futures import Executor, Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
+from importlib import metadata
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
-import pandas as pd
 
 from pipeline import __version__
 from pipeline.config import PipelineConfig, StitchSettings, TilingSettings
@@ -49,19 +50,14 @@ from pipeline.core.errors import InputError
 from pipeline.core.files import write_bytes, write_json
 from pipeline.core.imageio import read_image, to_grey
 from pipeline.inputs import ImageJob
-from pipeline.measure import column_names, measure
 from pipeline.models import Models
 from pipeline.normalised import NormalisedImage
-from pipeline.outputs import (
-    coco_annotations,
-    coco_document,
-    write_label_tiff,
-    write_overlay,
-    write_table,
-)
 from pipeline.stitch import Instance, Window, merge_pieces, window_instances
 from pipeline.tiling import detect_tiled, order_boxes
 from segmenter.crops import CropGeometry, probabilities_to_image, window_for_box
+
+if TYPE_CHECKING:
+    import pandas
 
 MAPS_IN_FLIGHT = 4  # U-Net calls whose probabilities may wait to be mapped back
 
@@ -115,7 +111,7 @@ class ImageResult:
     job: ImageJob
     shape: tuple[int, int]
     instances: list[Instance]
-    table: pd.DataFrame
+    table: pandas.DataFrame
     normalised: NormalisedImage
     notes: list[str] = field(default_factory=list)
     seconds: dict[str, float] = field(default_factory=dict)
@@ -277,6 +273,8 @@ def build_result(
     detected: Detected, config: PipelineConfig, pixel_size: float | None
 ) -> ImageResult:
     """Instances (duplicates merged, in reading order) and table of one segmented image."""
+    from pipeline.measure import measure  # pandas, scipy, scikit-image: off the start-up path
+
     image = detected.image
     instances = merge_pieces(
         detected.pieces,
@@ -338,6 +336,8 @@ def fingerprint(
 
 def write_image_outputs(result: ImageResult, out_dir: Path, stamp: str) -> dict:
     """Write one image's table, label TIFF, overlay and, last, its record; returns the record."""
+    from pipeline.outputs import coco_annotations, write_label_tiff, write_overlay, write_table
+
     paths = output_paths(out_dir, result.job.key)
     started = time.perf_counter()
     write_table(paths["table"], result.table)
@@ -411,16 +411,15 @@ class RunSummary:
 
 def versions() -> dict:
     import cv2
-    import skimage
 
     out = {
         "chromoseg": __version__,
         "python": platform.python_version(),
         "platform": platform.platform(),
         "numpy": np.__version__,
-        "pandas": pd.__version__,
+        "pandas": metadata.version("pandas"),
         "opencv": cv2.__version__,
-        "scikit-image": skimage.__version__,
+        "scikit-image": metadata.version("scikit-image"),
     }
     if "torch" in sys.modules:
         out["torch"] = sys.modules["torch"].__version__
@@ -430,6 +429,8 @@ def versions() -> dict:
 def assemble(jobs: list[ImageJob], out_dir: Path, records: dict[str, dict], header: list[str]):
     """Write the batch table and instances.json from the per-image files of ``records``
     (image -> record), in job order. Returns the number of chromosomes."""
+    from pipeline.outputs import coco_document
+
     lines = [",".join(header) + "\n"]
     images = []
     for job in jobs:
@@ -613,6 +614,8 @@ class _BatchRun:
                 self.write_manifest()
             self.collect(finishing, progress)
         progress.close()
+        from pipeline.measure import column_names
+
         channels = list(self.jobs[0].channels) if self.jobs else []
         header = column_names(channels, self.pixel_size is not None)
         self.summary.chromosomes = assemble(self.jobs, self.out_dir, self.records, header)

@@ -14,7 +14,7 @@ from detector import data as detdata
 from detector.api import PRETRAINED, detect, detect_batch, load_model
 from detector.baseline import boxes_on_nuclei, nucleus_mask, otsu_boxes
 from detector.config import DetectorConfig, load_config
-from detector.model import build_model
+from detector.model import Bf16Backbone, build_model
 from pipeline.cli import main
 from pipeline.core import adir
 from pipeline.core.config import to_dict
@@ -334,3 +334,23 @@ def test_shipped_model_loads_and_finds_bars():
     assert len(boxes) >= 3
     metrics = json.loads((PRETRAINED / "metrics.json").read_text())
     assert {"detector", "baseline_otsu", "score_threshold"} <= set(metrics)
+
+
+def test_bf16_inference_runs_the_backbone_only_in_bf16_and_keeps_the_boxes(monkeypatch):
+    from pipeline.core import device
+
+    image = np.full((200, 240), 0.03, np.float32)
+    for row, col in ((40, 40), (100, 120), (150, 60)):
+        image[row : row + 8, col : col + 40] = 0.8
+    plain, fast = load_model(bf16=False), load_model(bf16=True)
+    assert not isinstance(plain.network.backbone, Bf16Backbone)
+    assert isinstance(fast.network.backbone, Bf16Backbone)
+    features = fast.network.backbone(torch.from_numpy(image)[None, None])
+    assert features.dtype == torch.float32  # the heads decode boxes in float32
+    (boxes, scores), (fast_boxes, fast_scores) = detect(plain, image), detect(fast, image)
+    assert len(fast_boxes) == len(boxes) >= 3
+    nearest = np.abs(boxes[:, None] - fast_boxes[None]).max(axis=2).min(axis=1)
+    assert nearest.max() < 2.0  # px
+    assert np.abs(np.sort(fast_scores) - np.sort(scores)).max() < 0.05
+    monkeypatch.setattr(device, "bf16_available", lambda _: False)
+    assert not isinstance(load_model(bf16="auto").network.backbone, Bf16Backbone)  # fp32 there

@@ -88,3 +88,18 @@ def test_no_flip_average_option_turns_the_second_pass_off(tmp_path):
     ).config.inference.flip_average
     single = cli._load_model(Namespace(**options, no_flip_average=True))
     assert single.config.inference.flip_average is False
+
+
+def test_load_model_bf16_setting_replaces_the_configs():
+    shipped = api.load_model(device="cpu")
+    assert shipped.config.inference.bf16 is False  # the shipped config: float32
+    fast = api.load_model(device="cpu", bf16=True)
+    assert fast.config.inference.bf16 is True
+    bars = np.full((4, 88, 88), 0.05, np.float32)
+    bars[:, 30:40, 10:80] = 0.8
+    bars[:, 10:80, 50:58] = 0.8  # a crossing
+    labels, probabilities = api.segment(shipped, bars)
+    fast_labels, fast_probabilities = api.segment(fast, bars)
+    assert fast_probabilities.shape == probabilities.shape
+    assert np.abs(fast_probabilities - probabilities).mean() < 0.01
+    assert (fast_labels != labels).mean() < 0.01

@@ -28,6 +28,7 @@ from torchvision.ops import MultiScaleRoIAlign
 
 from detector.config import ModelSettings
 from pipeline.core import config as core_config
+from pipeline.core.inference import inference_form
 
 BACKBONES = ("small", "mobilenet_v3_large_fpn", "resnet50_fpn")
 
@@ -82,18 +83,19 @@ class NativeSizeTransform(GeneralizedRCNNTransform):
 
 
 class Bf16Backbone(nn.Module):
-    """Inference form of a backbone: run under bf16 autocast, channels-last, with float32
-    features handed on. The convolutions are where the time goes; the heads decode boxes and
-    run NMS in float32 (bf16 keeps 8 bits: about 2 px at 500 px)."""
+    """Inference form of a backbone in bf16 (``pipeline.core.inference.inference_form``: norms
+    folded, conv + ReLU fused, channels-last) that hands float32 features on: the convolutions
+    are where the time goes, while the heads decode boxes and run NMS in float32 (bf16 keeps 8
+    bits: about 2 px at 500 px)."""
 
     def __init__(self, backbone: nn.Module):
         super().__init__()
-        self.body = backbone.to(memory_format=torch.channels_last)
+        self.body = inference_form(backbone, bf16=True)
         self.out_channels = backbone.out_channels
 
     def forward(self, images: torch.Tensor):
-        with torch.autocast(images.device.type, torch.bfloat16):
-            features = self.body(images.contiguous(memory_format=torch.channels_last))
+        images = images.to(torch.bfloat16).contiguous(memory_format=torch.channels_last)
+        features = self.body(images)
         if isinstance(features, torch.Tensor):
             return features.float().contiguous()
         return type(features)((name, value.float()) for name, value in features.items())

@@ -31,7 +31,8 @@ STAGE = "segmenter"
 @dataclass
 class Segmenter:
     """A loaded model: the network (eval mode, on ``device``; from ``load_model`` its inference
-    form, see ``segmenter.model.for_inference``) and its resolved config."""
+    form, ``pipeline.core.inference.inference_form``: bf16 when the config's ``inference.bf16``
+    says so) and its resolved config."""
 
     net: object  # segmenter.model.UNet
     config: SegmenterConfig
@@ -49,7 +50,8 @@ def load_model(
     """Load a model folder (None: the shipped ``segmenter/pretrained``) onto ``device``;
     ``pipeline.core.errors.ModelError`` for a folder that is not a usable segmenter. ``bf16``
     (true, false or ``auto``) replaces the config's ``inference.bf16`` (None: keep it)."""
-    from segmenter.model import build_model, for_inference
+    from pipeline.core.inference import inference_form
+    from segmenter.model import build_model
 
     model_folder = ModelFolder(PRETRAINED if folder is None else folder, STAGE, SegmenterConfig)
     net = model_folder.network(build_model)
@@ -57,7 +59,8 @@ def load_model(
     config = model_folder.config
     if bf16 is not None:
         config.inference.bf16 = bf16
-    return Segmenter(for_inference(net).to(target), config, target)
+    form = inference_form(net, use_bf16(config.inference.bf16, target))
+    return Segmenter(form.to(target), config, target)
 
 
 def segment(
@@ -71,7 +74,8 @@ def segment(
     depend on which other crops it is segmented with (the CPU kernels differ by batch size).
 
     With ``inference.bf16`` in the model's config (``auto``: where
-    ``pipeline.core.device.bf16_available``) the network runs under bf16 autocast.
+    ``pipeline.core.device.bf16_available``) the network runs in bf16 (``load_model`` made its
+    bf16 form; a network given otherwise runs under bf16 autocast).
 
     With ``inference.flip_average`` in the model's config (the shipped model has it), every crop
     whose labels hold any chromosome-B or overlap pixel (two or more chromosomes: on ADIR about a

@@ -112,8 +112,8 @@ def test_report_is_self_contained(run_folder):
     # every picture embedded: no src/href pointing at a file or the network
     sources = re.findall(r'(?:src|href)="([^"]*)"', text)
     assert sources and all(s.startswith(("data:image/", "#")) for s in sources)
-    # 2 slides x 2 plots; 3 thumbnails + 3 enlarged overlays
-    assert text.count("data:image/png;base64,") == 2 * 2
+    # 2 slides x 3 plots (inline SVG); 3 thumbnails + 3 enlarged overlays
+    assert text.count("<svg ") == 2 * 3
     assert text.count("data:image/jpeg;base64,") == 3 * 2
     for expected in (
         "Slide A02",

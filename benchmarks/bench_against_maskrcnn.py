@@ -37,6 +37,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from pipeline.core.files import write_json
+
 ROOT = Path(__file__).resolve().parents[1]
 
 
@@ -194,8 +196,7 @@ def main(argv: list[str] | None = None) -> int:
             f"Mask R-CNN {steady['maskrcnn']:.3f} metaphases/s"
         )
     if args.json:
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps(results, indent=1) + "\n")
+        write_json(args.json, results)
     return 0
 
 

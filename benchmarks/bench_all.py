@@ -46,6 +46,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from pipeline.core.files import write_json
+
 ROOT = Path(__file__).resolve().parents[1]
 SAMPLES = ROOT / "data" / "samples" / "adir"
 MEASUREMENTS = ("detector", "segmenter", "pipeline", "dask", "reference")
@@ -489,8 +491,7 @@ def main(argv: list[str] | None = None) -> int:
     results["comparison"] = compare(results)
     print_table(results)
     if args.json:
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps(results, indent=1) + "\n")
+        write_json(args.json, results)
     return 0
 
 

@@ -13,7 +13,6 @@ dynamo compiler that torchvision's ops pull in counts for torch). Writes them to
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import statistics
 import subprocess
@@ -22,6 +21,8 @@ import tempfile
 import time
 from collections import defaultdict
 from pathlib import Path
+
+from pipeline.core.files import write_json
 
 ROOT = Path(__file__).resolve().parents[1]
 IMAGE = ROOT / "data" / "samples" / "adir" / "A02__XY" / "A0201XYD.tif"
@@ -80,8 +81,7 @@ def main(argv: list[str] | None = None) -> int:
     for name, seconds in list(results["median_seconds_by_package"].items())[:12]:
         print(f"  {name:24} {seconds:6.3f} s")
     if args.json:
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps(results, indent=1) + "\n")
+        write_json(args.json, results)
     return 0
 
 

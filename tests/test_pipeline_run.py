@@ -131,6 +131,11 @@ def test_outputs_of_a_run(tmp_path):
     assert [entry["status"] for entry in manifest["images"]] == ["done"] * 3
     assert manifest["errors"] == [] and manifest["pixel_size_um"] == 0.2
     assert manifest["images"][0]["outputs"]["overlay"] == "images/slide0/m0.overlay.png"
+    # seconds from this process's start (pytest's, here) to the run's first image; Linux only
+    if Path("/proc/self/stat").is_file():
+        assert 0 < manifest["startup_seconds"] < 24 * 3600
+    else:
+        assert manifest["startup_seconds"] is None
     assert not list(out.rglob(".*tmp*"))
 
 

@@ -75,6 +75,7 @@ class DataSettings:
     val_synthetic: int = 1000
     test_synthetic: int = 2000
     singles: list[Path] = field(default_factory=list)  # more single-chromosome folders
+    singles_repeat: int = 1  # each chromosome of those folders is this many training singles
 
 
 @dataclass

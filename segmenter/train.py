@@ -207,7 +207,8 @@ def train(
     ``init``: a model folder whose weights the network starts from (fine-tuning; its layout
     must be the config's), recorded with its sha256 as ``train.init`` in the saved config.
     ``singles``: more ADIR-format folders (``chromoseg mine-singles``) whose single chromosomes
-    join the training singles of the synthetic clusters, recorded as ``data.singles``."""
+    join the training singles of the synthetic clusters (each ``data.singles_repeat`` times),
+    recorded as ``data.singles``."""
     import torch
 
     run = engine.start(api.STAGE, config, out, resume, epochs, init)
@@ -225,8 +226,11 @@ def train(
         data_config.singles = [Path(folder) for folder in singles]
     for folder in data_config.singles:
         extra = dataset.prepare(adir.find_images(folder), margin, context, workers)
-        train_data.singles += extra.singles
-        log.info("%d singles from %s", len(extra.singles), folder)
+        # a few mined singles among thousands of labelled ones: repeated, so that they count
+        train_data.singles += extra.singles * data_config.singles_repeat
+        log.info(
+            "%d singles from %s (each %dx)", len(extra.singles), folder, data_config.singles_repeat
+        )
     if not len(train_data.ratios):
         train_data.ratios = np.asarray([data_config.default_overlap_ratio], np.float32)
     if h5_path is not None:

@@ -46,11 +46,12 @@ def test_bad_settings_are_named(tmp_path, text, named):
 
 def test_values_take_their_declared_types(tmp_path):
     (tmp_path / "mine.yaml").write_text(
-        "train:\n  lr: 1\n  bf16: false\ndata:\n  singles: [mined]\n"
+        "train:\n  lr: 1\n  bf16: false\ndata:\n  singles: [mined]\n  singles_repeat: 20\n"
         "  synthetic:\n    cluster_sizes: {2: 1}\n"
     )
     config = load_segmenter_config(tmp_path / "mine.yaml")
     assert isinstance(config.train.lr, float) and config.train.bf16 is False
     assert config.data.singles == [tmp_path / "mined"]  # relative to the config file
+    assert config.data.singles_repeat == 20
     assert config.data.synthetic.cluster_sizes == {2: 1.0}
     assert config.data.margin == SegmenterConfig().data.margin  # the rest: defaults

@@ -226,7 +226,7 @@ def svg_histogram(
     """An inline SVG (360x210 px) histogram of ``values`` over the bin ``edges``: bars, axes
     with about five round ticks each (counts in whole numbers), axis labels, and ``shade`` (an x
     range) drawn pale green behind the bars. Drawn directly: a report of many slides needs
-    hundreds of small plots, which take matplotlib about 80 ms each."""
+    hundreds of small plots, which matplotlib draws slowly."""
     counts = np.histogram(values, edges)[0]
     width, height, left, right, top, bottom = 360, 210, 48, 12, 8, 40
     plot_width, plot_height = width - left - right, height - top - bottom

@@ -4,8 +4,8 @@
 ``nn.Sequential`` that holds a convolution followed by a ``BatchNorm2d`` has the norm folded into
 the convolution, and, with ``bf16``, every convolution followed by a ``ReLU`` is one
 ``ConvReLU`` and the weights are bf16; channels-last throughout. The outputs are the network's
-up to float rounding; the bf16 form runs about 1.4x as fast as bf16 autocast on this project's
-CPU (AMX): a separate bf16 ReLU costs about as much as the convolution before it.
+up to float rounding. Fusing the ReLU matters in bf16 on CPU, where a separate bf16 ReLU is a
+slow pass over memory (speed of the whole form: ``benchmarks/check_bf16_inference.py``).
 """
 
 from __future__ import annotations

@@ -21,6 +21,7 @@ STAGE_CLIS = (
     "pipeline.run_cli",
     "pipeline.report",
     "pipeline.export",
+    "pipeline.synth",
 )
 
 

@@ -1,0 +1,106 @@
+"""How wide an image's chromosomes are, and so at what scale the models should see it.
+
+cellpose's idea of a size model, done by measurement instead of a network: the models were trained
+on chromosomes of one width (ADIR's, ``ADIR_WIDTH``); an image's chromosome width is measured, and
+the image is seen by both stages at ``reference / measured`` times its size. Tables stay in the
+input's pixels.
+
+The width: the normalised image's foreground (Otsu's threshold, ``pipeline.imageio``, after the
+background is taken off: ``flattened``) is split
+into 8-connected pieces; pieces larger than ``MAX_PIECE_RATIO`` times the median piece area
+(nuclei, big clusters) and smaller than ``MIN_PIECE_PIXELS`` (specks) are left out. On the rest,
+the ridge of the Euclidean distance to the background (pixels no smaller than any of their eight
+neighbours: a chromosome's centre line) gives the half-width; the width is ``2 * median - 0.5``,
+the median of the ridge distances weighted by themselves (each ridge pixel stands for the area
+across it, so thin strokes such as a karyogram's numbers weigh little)
+(a bar ``w`` px wide has ridge distance ``w / 2`` for even ``w``, ``(w + 1) / 2`` for odd).
+Widths under ``FINE_WIDTH`` px are measured again on the image enlarged until they are not, so
+that whole-pixel distances do not make small chromosomes off by a large fraction.
+"""
+
+from __future__ import annotations
+
+import math
+
+import cv2
+import numpy as np
+
+from pipeline.core.imageio import otsu_foreground
+
+ADIR_WIDTH = 10.8  # px: the median over the ADIR training slides (benchmarks/measure_widths.py)
+# within this factor of the reference, images are taken as they are: ADIR itself spans 8.8-13.6 px
+# (10th-90th percentile), and both models were trained with scale augmentation covering it
+TOLERANCE = 1.3
+MIN_PIECE_PIXELS = 15
+MAX_PIECE_RATIO = 4.0
+FINE_WIDTH = 10.0
+BACKGROUND_SHRINK, BACKGROUND_KERNEL = 4, 21  # the background: an opening 84 px wide
+SCALE_LIMITS = (0.2, 4.0)  # a measured scale outside is clipped: the image is not a metaphase
+
+
+def _ridge_width(foreground: np.ndarray) -> float | None:
+    count, pieces, stats, _ = cv2.connectedComponentsWithStats(
+        foreground.astype(np.uint8), connectivity=8
+    )
+    areas = stats[1:, cv2.CC_STAT_AREA]
+    sized = areas >= MIN_PIECE_PIXELS
+    if not sized.any():
+        return None
+    limit = MAX_PIECE_RATIO * float(np.median(areas[sized]))
+    keep = np.flatnonzero(sized & (areas <= limit)) + 1
+    chosen = np.isin(pieces, keep)
+    distance = cv2.distanceTransform(chosen.astype(np.uint8), cv2.DIST_L2, cv2.DIST_MASK_PRECISE)
+    ridge = chosen & (distance >= cv2.dilate(distance, np.ones((3, 3), np.uint8)))
+    if not ridge.any():
+        return None
+    # weighted by the distance itself, each ridge pixel stands for the area across it: thin
+    # strokes (a karyogram's numbers and lines, fibres) weigh little
+    values = np.sort(distance[ridge])
+    cumulative = np.cumsum(values)
+    middle = values[np.searchsorted(cumulative, cumulative[-1] / 2)]
+    return 2.0 * float(middle) - 0.5
+
+
+def flattened(normalised: np.ndarray) -> np.ndarray:
+    """``normalised`` minus its background: the grey opening of the image shrunk by
+    ``BACKGROUND_SHRINK`` with a ``BACKGROUND_KERNEL`` square (wider than any chromosome),
+    enlarged back. Uneven illumination would otherwise move Otsu's threshold into the
+    background."""
+    height, width = normalised.shape
+    small = cv2.resize(
+        normalised,
+        (max(1, width // BACKGROUND_SHRINK), max(1, height // BACKGROUND_SHRINK)),
+        interpolation=cv2.INTER_AREA,
+    )
+    kernel = np.ones((BACKGROUND_KERNEL, BACKGROUND_KERNEL), np.uint8)
+    background = cv2.morphologyEx(small, cv2.MORPH_OPEN, kernel)
+    background = cv2.GaussianBlur(background, (0, 0), BACKGROUND_KERNEL / 4)
+    background = cv2.resize(background, (width, height), interpolation=cv2.INTER_LINEAR)
+    return np.clip(normalised - background, 0.0, 1.0)
+
+
+def chromosome_width(normalised: np.ndarray) -> float | None:
+    """Median chromosome width in pixels of a normalised image (float32 ``(H, W)`` in [0, 1],
+    chromosomes bright), by the module's rule; None when the image has no chromosome-like
+    foreground."""
+    image = flattened(np.asarray(normalised, np.float32))
+    width = _ridge_width(otsu_foreground(image))
+    if width is None or width >= FINE_WIDTH:
+        return width
+    factor = math.ceil(FINE_WIDTH / max(width, 1.0))
+    enlarged = cv2.resize(image, None, fx=factor, fy=factor, interpolation=cv2.INTER_LINEAR)
+    fine = _ridge_width(otsu_foreground(enlarged))
+    return width if fine is None else fine / factor
+
+
+def model_scale(width: float | None, reference: float = ADIR_WIDTH) -> float:
+    """The factor an image of chromosome ``width`` px is resized by so that its chromosomes are
+    ``reference`` px wide, within ``SCALE_LIMITS``; 1.0 when the width is unknown or within
+    ``TOLERANCE`` of the reference."""
+    if width is None or width <= 0:
+        return 1.0
+    scale = reference / width
+    if 1 / TOLERANCE <= scale <= TOLERANCE:
+        return 1.0
+    low, high = SCALE_LIMITS
+    return float(np.clip(scale, low, high))

@@ -23,6 +23,7 @@ class SegmenterSettings:
     model: Path | None = None  # model folder; None: the shipped segmenter/pretrained
     batch_size: int = 64
     margin: int | None = None  # None: the model's own
+    max_window: int = 132  # px at the models' scale: larger clusters get several windows
 
 
 @dataclass
@@ -50,6 +51,7 @@ class BatchSettings:
 @dataclass
 class PipelineConfig:
     polarity: Literal["auto", "bright", "dark"] = "auto"
+    scale: float | Literal["auto"] = "auto"  # factor both stages see images at (pipeline.scale)
     bf16: bool | Literal["auto"] = "auto"  # both networks under bf16 autocast where fast
     detector: DetectorSettings = field(default_factory=DetectorSettings)
     segmenter: SegmenterSettings = field(default_factory=SegmenterSettings)

@@ -41,6 +41,7 @@ from importlib import metadata
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+import cv2
 import numpy as np
 
 from pipeline import __version__
@@ -52,14 +53,16 @@ from pipeline.core.imageio import read_image, to_grey
 from pipeline.inputs import ImageJob
 from pipeline.models import Models
 from pipeline.normalised import NormalisedImage
+from pipeline.scale import chromosome_width, model_scale
 from pipeline.stitch import Instance, Window, merge_pieces, window_instances
 from pipeline.tiling import detect_tiled, order_boxes
-from segmenter.crops import CropGeometry, probabilities_to_image, window_for_box
+from segmenter.crops import CropGeometry, probabilities_to_image, windows_for_box
 
 if TYPE_CHECKING:
     import pandas
 
 MAPS_IN_FLIGHT = 4  # U-Net calls whose probabilities may wait to be mapped back
+SCALE_SAMPLE = 2048  # px: the central region of an image its chromosome width is measured on
 
 OUTPUT_SUFFIXES = {
     "table": ".csv",
@@ -88,15 +91,22 @@ class LoadedImage:
 
 @dataclass
 class Detected:
-    """An image with its boxes (float32 ``(M, 4)``, cluster id = row + 1), their scores, crop
-    windows and crop padding level; ``pieces`` collects the chromosomes found in its crops as
-    they are segmented (``segment_images``), before duplicates are merged."""
+    """An image with its crop windows (``geometries``), each with its box (float32 ``(M, 4)``:
+    the detector box, or for a box covered by several windows the window's core,
+    ``segmenter.crops.windows_for_box``), the detector's score and the detector box it came from
+    (``cluster_ids``, 1..), and the crop padding level. ``scale``: the factor both stages saw the
+    image at; ``chromosome_width``: the width (px) it was measured from (None: not measured).
+    ``pieces`` collects the chromosomes found in its crops as they are segmented
+    (``segment_images``), before duplicates are merged."""
 
     image: LoadedImage
     boxes: np.ndarray
     scores: np.ndarray
     geometries: list[CropGeometry]
     background: float
+    cluster_ids: np.ndarray
+    scale: float = 1.0
+    chromosome_width: float | None = None
     pieces: list[Instance] = field(default_factory=list)
 
     def crop(self, index: int) -> np.ndarray:
@@ -115,6 +125,8 @@ class ImageResult:
     normalised: NormalisedImage
     notes: list[str] = field(default_factory=list)
     seconds: dict[str, float] = field(default_factory=dict)
+    scale: float = 1.0
+    chromosome_width: float | None = None
 
 
 def process_age() -> float | None:
@@ -159,21 +171,41 @@ def load_image(job: ImageJob, polarity: str = "auto") -> LoadedImage:
     return LoadedImage(job, normalised, channels, notes)
 
 
-def detect_boxes(models: Models, normalised: NormalisedImage, tiling: TilingSettings):
-    """Cluster boxes and scores of a normalised image, in ``order_boxes`` order; detected in
-    tiles when its longer side exceeds ``tiling.max_side``. Also returns how many detector
-    calls (tiles) gave as many boxes as the detector can return (``Models.max_boxes``): there,
+def image_scale(normalised: NormalisedImage, setting) -> tuple[float, float | None]:
+    """The factor both stages see an image at, and the chromosome width (px) it was measured
+    from: ``setting`` itself when it is a number (width None), else ``pipeline.scale`` on the
+    image's central ``SCALE_SAMPLE`` x ``SCALE_SAMPLE`` pixels."""
+    if setting != "auto":
+        return float(setting), None
+    height, width = normalised.shape
+    top, left = max(0, (height - SCALE_SAMPLE) // 2), max(0, (width - SCALE_SAMPLE) // 2)
+    measured = chromosome_width(normalised[top : top + SCALE_SAMPLE, left : left + SCALE_SAMPLE])
+    return model_scale(measured), measured
+
+
+def detect_boxes(
+    models: Models, normalised: NormalisedImage, tiling: TilingSettings, scale: float = 1.0
+):
+    """Cluster boxes and scores of a normalised image, in ``order_boxes`` order, the detector
+    seeing it resized by ``scale`` (boxes come back in the image's pixels); detected in tiles
+    when its longer side, resized, exceeds ``tiling.max_side`` (tiling sizes are the detector's
+    pixels). Also returns how many detector calls
+    (tiles) gave as many boxes as the detector can return (``Models.max_boxes``): there,
     clusters may have been missed."""
     full = []
 
     def detect(image: np.ndarray):
+        if scale != 1.0:
+            shrink = cv2.INTER_AREA if scale < 1 else cv2.INTER_LINEAR
+            image = cv2.resize(image, None, fx=scale, fy=scale, interpolation=shrink)
         boxes, scores = models.detect(image)
         if models.max_boxes is not None and len(boxes) >= models.max_boxes:
             full.append(image.shape)
-        return boxes, scores
+        return np.asarray(boxes, np.float32).reshape(-1, 4) / scale, scores
 
-    if max(normalised.shape) > tiling.max_side:
-        boxes, scores = detect_tiled(detect, normalised, tiling.tile, tiling.overlap)
+    if max(normalised.shape) * scale > tiling.max_side:  # the tiling's sizes: model pixels
+        tile, overlap = int(round(tiling.tile / scale)), int(round(tiling.overlap / scale))
+        boxes, scores = detect_tiled(detect, normalised, tile, overlap)
     else:
         boxes, scores = detect(normalised.full())
         boxes, scores = order_boxes(
@@ -183,15 +215,32 @@ def detect_boxes(models: Models, normalised: NormalisedImage, tiling: TilingSett
 
 
 def detect_image(image: LoadedImage, models: Models, config: PipelineConfig) -> Detected:
-    """Boxes and crop windows of one image."""
-    boxes, scores, full = detect_boxes(models, image.normalised, config.tiling)
+    """Scale, boxes and crop windows of one image: the crop margin and the largest window
+    (``segmenter.max_window``) are the models' pixels, so in the image's pixels they are
+    divided by the scale."""
+    scale, width = image_scale(image.normalised, config.scale)
+    boxes, scores, full = detect_boxes(models, image.normalised, config.tiling, scale)
     if full:
         image.notes.append(
             f"the detector returned its maximum of {models.max_boxes} boxes in {full} tile(s): "
             "clusters may be missing there (set a smaller tiling.tile)"
         )
-    geometries = [window_for_box(box, models.margin) for box in boxes]
-    return Detected(image, boxes, scores, geometries, image.normalised.background())
+    margin = int(round(models.margin / scale))
+    windows = [
+        (geometry, core, score, cluster)
+        for cluster, (box, score) in enumerate(zip(boxes, scores, strict=True), start=1)
+        for geometry, core in windows_for_box(box, margin, config.segmenter.max_window / scale)
+    ]
+    return Detected(
+        image,
+        np.asarray([w[1] for w in windows], np.float32).reshape(-1, 4),
+        np.asarray([w[2] for w in windows], np.float32),
+        [w[0] for w in windows],
+        image.normalised.background(),
+        np.asarray([w[3] for w in windows], np.int64),
+        scale,
+        width,
+    )
 
 
 def crop_pieces(
@@ -210,7 +259,7 @@ def crop_pieces(
         col0=x0,
         box=detected.boxes[index],
         detector_score=float(detected.scores[index]),
-        cluster_id=index + 1,
+        cluster_id=int(detected.cluster_ids[index]),
     )
     return window_instances(
         window,
@@ -283,7 +332,16 @@ def build_result(
     )
     table = measure(instances, image.channels, image.job.slide, image.job.image, pixel_size)
     shape = image.normalised.shape
-    return ImageResult(image.job, shape, instances, table, image.normalised, image.notes)
+    return ImageResult(
+        image.job,
+        shape,
+        instances,
+        table,
+        image.normalised,
+        image.notes,
+        scale=detected.scale,
+        chromosome_width=detected.chromosome_width,
+    )
 
 
 def process_image(
@@ -353,6 +411,10 @@ def write_image_outputs(result: ImageResult, out_dir: Path, stamp: str) -> dict:
         "height": result.shape[0],
         "fingerprint": stamp,
         "chromosomes": len(result.instances),
+        "scale": round(result.scale, 4),
+        "chromosome_width_px": (
+            None if result.chromosome_width is None else round(result.chromosome_width, 2)
+        ),
         "notes": result.notes,
         "seconds": {name: round(value, 4) for name, value in seconds.items()},
         "annotations": coco_annotations(result.instances, result.shape, scores),
@@ -481,6 +543,8 @@ class _BatchRun:
             "status": status,
             "error": error,
             "chromosomes": record["chromosomes"] if record else None,
+            "scale": record.get("scale") if record else None,
+            "chromosome_width_px": record.get("chromosome_width_px") if record else None,
             "notes": record["notes"] if record else [],
             "seconds": record["seconds"] if record and status == "done" else {},
             "outputs": {

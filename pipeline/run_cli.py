@@ -25,6 +25,10 @@ def _positive_float(text: str) -> float:
     return value
 
 
+def _scale(text: str):
+    return "auto" if text == "auto" else _positive_float(text)
+
+
 def _add_model_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--config", help="pipeline YAML (see configs/pipeline.yaml; any subset)")
     parser.add_argument(
@@ -36,6 +40,13 @@ def _add_model_options(parser: argparse.ArgumentParser) -> None:
         "--segmenter-model",
         metavar="DIR",
         help="segmenter model folder (default: the config's, else the shipped model)",
+    )
+    parser.add_argument(
+        "--scale",
+        type=_scale,
+        metavar="X",
+        help="the factor both stages see every image at, instead of the config's (default auto: "
+        "measured per image from its chromosome width)",
     )
     parser.add_argument(
         "--device",
@@ -142,6 +153,8 @@ def _config_and_models(args):
         overrides["detector"] = {"model": args.detector_model}
     if args.segmenter_model:
         overrides["segmenter"] = {"model": args.segmenter_model}
+    if args.scale is not None:
+        overrides["scale"] = args.scale
     config = load_config(args.config, **overrides)
     return config, load_models(config, args.device)
 

@@ -4,7 +4,8 @@ A cluster box (``x0, y0, x1, y1`` float pixel edges in the full image) becomes a
 centred on the box, of side ``max(w, h) + 2 * margin`` pixels (whole pixels). The window is cut
 from the normalised image (float32, chromosomes bright); where it leaves the image it is padded
 with the given background level. It is then resized to ``CROP_SIZE`` x ``CROP_SIZE``: images with
-INTER_AREA when shrinking and INTER_LINEAR when enlarging, label maps with INTER_NEAREST.
+INTER_AREA when shrinking and INTER_LINEAR when enlarging, label maps with INTER_NEAREST_EXACT
+(pixel centres aligned as those two align them; OpenCV's INTER_NEAREST is off by up to a pixel).
 
 Going back: per-class probability maps ``(4, 88, 88)`` are resized to the window's side (the
 probabilities, not labels: the caller takes the argmax after pasting) and clipped to the image.
@@ -49,6 +50,53 @@ def window_for_box(box, margin: int) -> CropGeometry:
     )
 
 
+def _starts(low: float, high: float, side: int) -> list[int]:
+    """First pixels of windows ``side`` px wide covering ``low..high`` (pixel edges), evenly
+    spaced at most ``side / 2`` apart; one centred window when the span fits."""
+    extent = high - low
+    if extent <= side:
+        return [int(math.floor((low + high - side) / 2 + 0.5))]
+    count = math.ceil((extent - side) / (side / 2)) + 1
+    return [int(round(low + i * (extent - side) / (count - 1))) for i in range(count)]
+
+
+def windows_for_box(box, margin: int, max_side: float) -> list[tuple[CropGeometry, np.ndarray]]:
+    """Crop windows of ``box`` (``x0, y0, x1, y1`` pixel edges), none wider than ``max_side``.
+
+    A box whose window (``window_for_box``) fits is one window, with the box itself. A larger
+    one (a big cluster: shrunk into 88 px it would be squashed past what the segmenter was
+    trained on) is covered by a grid of windows ``max_side`` px wide, each at most half a window
+    from the next, so that a chromosome up to half a window long lies whole in one of them.
+    Each comes with its *core*: its middle half (out to the box's edge for windows on the box's
+    edge), within the box, float32 ``(4,)``. The stitcher keeps a piece cut by a window's edge
+    only when most of it lies in that window's core, and merges the copies of a chromosome that
+    several windows found whole (``pipeline.stitch``). Returns ``[(geometry, core box)]``.
+    """
+    whole = window_for_box(box, margin)
+    if whole.side <= max_side:
+        return [(whole, np.asarray(box, np.float32))]
+    side = max(1, int(max_side))
+    x0, y0, x1, y1 = (float(v) for v in box)
+
+    def cores(starts: list[int], low: float, high: float) -> list[tuple[float, float]]:
+        last = len(starts) - 1
+        return [
+            (
+                low if i == 0 else max(low, start + side / 4),
+                high if i == last else min(high, start + 3 * side / 4),
+            )
+            for i, start in enumerate(starts)
+        ]
+
+    lefts, tops = _starts(x0 - margin, x1 + margin, side), _starts(y0 - margin, y1 + margin, side)
+    out = []
+    for top, (cy0, cy1) in zip(tops, cores(tops, y0, y1), strict=True):
+        for left, (cx0, cx1) in zip(lefts, cores(lefts, x0, x1), strict=True):
+            core = np.asarray((cx0, cy0, cx1, cy1), np.float32)
+            out.append((CropGeometry(left, top, side), core))
+    return out
+
+
 def cut_window(image, geometry: CropGeometry, fill: float, dtype=None) -> np.ndarray:
     """The window's pixels of a ``(H, W)`` image, ``(side, side)`` of ``dtype`` (default the
     image's), ``fill`` outside. ``image``: an array, or any object with ``shape`` and 2-D slicing
@@ -82,7 +130,7 @@ def crop_image(
 def crop_labels(labels: np.ndarray, geometry: CropGeometry, size: int = CROP_SIZE) -> np.ndarray:
     """``(size, size)`` uint8 crop of a ``(H, W)`` label map (nearest; 0 outside the image)."""
     window = cut_window(labels, geometry, 0, np.uint8)
-    return _resize(window, size, cv2.INTER_NEAREST)
+    return _resize(window, size, cv2.INTER_NEAREST_EXACT)
 
 
 def background_level(image: np.ndarray) -> float:

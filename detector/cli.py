@@ -1,7 +1,8 @@
 """Command-line subcommands of the detector stage (registered by pipeline.cli).
 
 - ``chromoseg train detector --config configs/detector.yaml --data DIR [--resume] [--out DIR]
-  [--epochs N] [--device cpu|cuda] [--init MODEL_DIR]``
+  [--epochs N] [--device cpu|cuda] [--init MODEL_DIR] [--synthetic DIR ...]
+  [--synthetic-val DIR ...]``
 - ``chromoseg eval detector [--model DIR] --data DIR [--part test] --json OUT
   [--predictions PRED.json] [--overlays DIR]``
 - ``chromoseg detect INPUT... --out DIR [--model DIR] [--polarity auto|bright|dark]
@@ -41,6 +42,21 @@ def register(groups) -> None:
         metavar="MODEL_DIR",
         help="start from this model folder's weights (fine-tune, e.g. detector/pretrained on "
         "your own slides); its model section must be the config's",
+    )
+    train.add_argument(
+        "--synthetic",
+        action="append",
+        default=[],
+        metavar="DIR",
+        help="a folder of synthetic metaphases (chromoseg synth) to train on beside --data "
+        "(repeatable)",
+    )
+    train.add_argument(
+        "--synthetic-val",
+        action="append",
+        default=[],
+        metavar="DIR",
+        help="a folder of synthetic metaphases to validate on beside the val slides (repeatable)",
     )
     train.set_defaults(func=run_train)
 
@@ -90,7 +106,17 @@ def run_train(args) -> int:
     from detector.train import train
 
     config = load_config(args.config)
-    folder = train(config, args.data, args.out, args.epochs, args.resume, args.device, args.init)
+    folder = train(
+        config,
+        args.data,
+        args.out,
+        args.epochs,
+        args.resume,
+        args.device,
+        args.init,
+        args.synthetic,
+        args.synthetic_val,
+    )
     print(f"model folder: {folder}")
     print((folder / "metrics.json").read_text())
     return 0

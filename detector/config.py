@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Literal
 
 from pipeline.core import config as core_config
 
@@ -59,6 +60,7 @@ class TrainSettings:
     warmup_steps: int = 100
     clip_grad_norm: float | None = 10.0
     workers: int = 4
+    bf16: bool | Literal["auto"] = "auto"  # bf16 autocast where fast (pipeline.core.device)
     init: dict[str, str] | None = None  # set by training: the model folder fine-tuned from
 
 

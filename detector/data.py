@@ -35,15 +35,38 @@ class Sample:
     boxes: np.ndarray
 
 
-def load_samples(images: list[adir.AdirImage], min_pixels: int = adir.MIN_PIXELS) -> list[Sample]:
-    """Normalised DAPI images and their cluster boxes (the images must be labelled)."""
-    samples = []
+def painted_out(image: np.ndarray, labels: np.ndarray) -> np.ndarray:
+    """``image`` with the bright chromosome-sized pieces that K leaves unlabelled
+    (``adir.unlabelled_pieces``) painted with the background level (the image's median): a
+    chromosome K forgot is not taught as background."""
+    pieces = adir.unlabelled_pieces(image, labels)
+    if not pieces.any():
+        return image
+    out = image.copy()
+    out[pieces] = np.float32(np.median(image))
+    return out
+
+
+def load_samples(
+    images: list[adir.AdirImage], min_pixels: int = adir.MIN_PIXELS
+) -> tuple[list[Sample], int]:
+    """Normalised DAPI images and their cluster boxes (the images must be labelled). Where an
+    image's ``Case Info`` says chromosomes are missing from K or not a complete karyotype
+    (DESIGN.md, "What K does not say"), its unlabelled pieces are painted out
+    (``painted_out``). Returns the samples and how many images were painted."""
+    samples, painted = [], 0
     for item in images:
         dapi, labels = adir.load(item)
         if labels is None:
             raise adir.DatasetError(f"{item.dapi_path}: no label image (*K.tif) beside it")
-        samples.append(Sample(item.name, normalise(dapi), adir.cluster_boxes(labels, min_pixels)))
-    return samples
+        image = normalise(dapi)
+        karyotype = adir.read_karyotype(item)
+        if karyotype.text is not None and not karyotype.complete:
+            cleaned = painted_out(image, labels)
+            painted += cleaned is not image
+            image = cleaned
+        samples.append(Sample(item.name, image, adir.cluster_boxes(labels, min_pixels)))
+    return samples, painted
 
 
 class SimulatedInversion(A.ImageOnlyTransform):

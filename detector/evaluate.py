@@ -1,7 +1,8 @@
 """Evaluation of the detector and of the classical baseline on labelled metaphases.
 
 Figures (``metrics.json``, see ``evaluate``): box recall, precision and F1 at IoU 0.5 at the
-model's score threshold, and AP50 (all predictions), pooled over the images; the same for the
+model's score threshold, and AP50 (all predictions), pooled over the images; the share of true
+chromosomes (``adir.chromosome_instances``) lying wholly inside some box at the threshold; the same for the
 global-Otsu baseline (``detector.baseline``) on the same normalised images; and how many boxes at
 the threshold land on interphase nuclei: boxes that match no true cluster and whose area is at
 least 30 % nucleus pixels (``baseline.nucleus_mask``: large Otsu components, unlabelled in K).
@@ -82,6 +83,19 @@ def false_positive_kinds(predictions, truths, threshold) -> dict:
     return kinds
 
 
+def chromosomes_inside(predictions, chromosome_boxes, threshold) -> dict:
+    """How many true chromosomes lie wholly inside some box with score >= threshold (their own
+    box inside it, 2 px tolerance): the detector's share of the job when boxes need not equal
+    the label clusters (the stitcher recovers whole chromosomes from a box over part of a
+    cluster, and joins what several boxes found)."""
+    inside = total = 0
+    for (boxes, scores), chromosomes in zip(predictions, chromosome_boxes, strict=True):
+        kept = boxes[scores >= threshold]
+        inside += int(box_inside(chromosomes, kept).any(1).sum()) if len(kept) else 0
+        total += len(chromosomes)
+    return {"chromosomes": total, "inside": inside, "share": inside / max(total, 1)}
+
+
 def error_picture(image, boxes, scores, truth, threshold) -> np.ndarray:
     """BGR uint8 ``(H, W, 3)`` picture of one normalised image ``(H, W)``: of the boxes with
     score >= threshold, those matching a true cluster in green and false positives in red; true
@@ -118,12 +132,13 @@ def evaluate(
     results (every box with its score). ``part`` names the split part, for the record. With
     ``overlays``, an ``error_picture`` per image is written there as ``<name>.errors.png``.
     """
-    images, truths, nuclei, names = [], [], [], []
+    images, truths, nuclei, names, chromosomes = [], [], [], [], []
     for item in items:
         dapi, labels = adir.load(item)
         image = normalise(dapi)
         images.append(image)
         truths.append(adir.cluster_boxes(labels))
+        chromosomes.append(adir.masks_to_boxes(adir.chromosome_instances(labels)[0]))
         nuclei.append(baseline.nucleus_mask(image, labels))
         names.append(str(item.dapi_path.relative_to(item.dapi_path.parents[1])))
     predictions = predict(model, images)
@@ -147,6 +162,7 @@ def evaluate(
             **summarise(predictions, truths, threshold),
             "boxes_on_nuclei": nucleus_boxes(predictions, truths, nuclei, threshold),
             "false_positives": false_positive_kinds(predictions, truths, threshold),
+            "chromosomes_inside_a_box": chromosomes_inside(predictions, chromosomes, threshold),
         },
         "baseline_otsu": {
             **summarise(reference, truths, 1.0),
@@ -166,5 +182,8 @@ def evaluate(
             "boxes_on_nuclei": nucleus_boxes(
                 slide_predictions, slide_truths, [nuclei[i] for i in chosen], threshold
             ),
+            "chromosomes_inside_a_box": chromosomes_inside(
+                slide_predictions, [chromosomes[i] for i in chosen], threshold
+            )["share"],
         }
     return metrics, coco_results(names, predictions)

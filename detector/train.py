@@ -23,7 +23,7 @@ from detector.evaluate import evaluate, pooled, predict, summarise
 from detector.metrics import best_f1_threshold
 from detector.model import build_model
 from pipeline.core import adir, engine
-from pipeline.core.device import select_device
+from pipeline.core.device import select_device, use_bf16
 from pipeline.core.modelfolder import METRICS_FILE, SPLIT_FILE
 
 LOSSES = ("loss_classifier", "loss_box_reg", "loss_objectness", "loss_rpn_box_reg")
@@ -65,12 +65,16 @@ def train(
     resume: bool = False,
     device: str | None = None,
     init: str | Path | None = None,
+    synthetic: list[str | Path] = (),
+    synthetic_val: list[str | Path] = (),
 ) -> Path:
     """Train on the ADIR-format folder ``data_dir``; returns the finished model folder.
 
     ``init``: a model folder whose weights the network starts from (fine-tuning; its ``model``
     config must be this config's), recorded with its sha256 as ``train.init`` in the saved
-    config."""
+    config. ``synthetic``: folders of ``chromoseg synth`` metaphases (any ADIR-format folders)
+    whose every image joins the training images; ``synthetic_val``: likewise, the validation
+    images (the threshold and the best epoch are chosen on both)."""
     run = engine.start(STAGE, config, out, resume, epochs, init)
     config, out, log = run.config, run.out, run.log
     settings = config.train
@@ -83,9 +87,17 @@ def train(
     for part, chosen in parts.items():
         if not chosen:
             raise adir.DatasetError(f"no labelled images in the {part} slides of {data_dir}")
-    log.info("images: %s", {part: len(chosen) for part, chosen in parts.items()})
-    train_samples = detdata.load_samples(parts["train"])
-    val_samples = detdata.load_samples(parts["val"])
+    extra_train = [item for folder in synthetic for item in adir.find_images(folder)]
+    extra_val = [item for folder in synthetic_val for item in adir.find_images(folder)]
+    log.info(
+        "images: %s; synthetic: %d train, %d val",
+        {part: len(chosen) for part, chosen in parts.items()},
+        len(extra_train),
+        len(extra_val),
+    )
+    train_samples, painted = detdata.load_samples(parts["train"] + extra_train)
+    val_samples, painted_val = detdata.load_samples(parts["val"] + extra_val)
+    log.info("unlabelled pieces painted out in %d train and %d val images", painted, painted_val)
 
     network = build_model(config.model).to(device)
     engine.initialise(run, STAGE, network, init)
@@ -143,7 +155,9 @@ def train(
         columns=("loss", *LOSSES, *(f"val_{name}" for name in VALIDATION)),
         model_files=thresholds,
         clip_grad_norm=settings.clip_grad_norm,
+        bf16=use_bf16(settings.bf16, device),
     )
+    log.info("bf16 autocast: %s", "on" if training.bf16 else "off")
     folder = engine.fit(run, training)
     from detector.api import load_model
 

@@ -455,6 +455,16 @@ def register(groups) -> None:
         default="all",
         help="slides of the split to take singles from (folders the split does not know: all)",
     )
+    parser.add_argument(
+        "--scale",
+        nargs=2,
+        type=float,
+        metavar=("LOW", "HIGH"),
+        default=SynthOptions.scale,
+        help="chromosome width relative to ADIR's, drawn log-uniform in this range (default "
+        f"{SynthOptions.scale[0]} {SynthOptions.scale[1]}; training sets for the models, which "
+        "see images at ADIR's width, need no more than about 0.7 1.4)",
+    )
     parser.set_defaults(func=_synth)
 
 
@@ -463,6 +473,9 @@ def _synth(args) -> int:
 
     if args.count < 1:
         raise InputError(f"--count must be at least 1, not {args.count}")
+    low, high = args.scale
+    if not 0 < low <= high:
+        raise InputError(f"--scale needs 0 < LOW <= HIGH, not {low} {high}")
     chromosomes = [c for folder in args.singles for c in chromosomes_from_folder(folder, args.part)]
     if not chromosomes:
         raise InputError(f"no single chromosomes in {', '.join(args.singles)}")
@@ -474,6 +487,7 @@ def _synth(args) -> int:
             args.count,
             args.style,
             args.seed,
+            SynthOptions(scale=(low, high)),
             progress=lambda done, total: bar.update(1),
         )
     print(f"{args.count} metaphases in {args.out}")

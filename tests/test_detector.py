@@ -79,7 +79,8 @@ def write_adir(folder: Path, slides: list[str]) -> Path:
 
 
 def test_cluster_boxes_of_a_hand_made_label_image(tmp_path):
-    samples = detdata.load_samples(adir.find_images(write_adir(tmp_path, ["A01"])))
+    samples, painted = detdata.load_samples(adir.find_images(write_adir(tmp_path, ["A01"])))
+    assert painted == 0
     expected = np.array([[2, 2, 12, 6], [2, 10, 20, 14], [30, 20, 40, 30]], np.float32)
     found = samples[0].boxes[np.lexsort(samples[0].boxes.T[::-1])]
     assert samples[0].boxes.dtype == np.float32
@@ -354,3 +355,26 @@ def test_bf16_inference_runs_the_backbone_only_in_bf16_and_keeps_the_boxes(monke
     assert np.abs(np.sort(fast_scores) - np.sort(scores)).max() < 0.05
     monkeypatch.setattr(device, "bf16_available", lambda _: False)
     assert not isinstance(load_model(bf16="auto").network.backbone, Bf16Backbone)  # fp32 there
+
+
+def test_a_chromosome_that_k_leaves_out_is_painted_out_where_the_karyotype_says_so(tmp_path):
+    """A bright chromosome-sized bar at 0 in K: painted with the background in an image whose
+    Case Info says a chromosome is missing (45,XY,-2), left as it is in a complete one."""
+    images = {}
+    for karyotype in ("45,XY,-2", "46,XY"):
+        folder = tmp_path / karyotype / f"A01__{karyotype}"
+        folder.mkdir(parents=True)
+        k = np.zeros((60, 80), np.uint8)
+        k[10:16, 10:40] = 1
+        dapi = np.full(k.shape, 10, np.uint8)
+        dapi[k > 0] = 200
+        dapi[40:46, 30:65] = 190  # unlabelled
+        tifffile.imwrite(folder / "A0101XYD.tif", dapi)
+        tifffile.imwrite(folder / "A0101XYK.tif", k)
+        (folder / adir.CASE_INFO).write_text(karyotype + "\n")
+        samples, painted = detdata.load_samples(adir.find_images(tmp_path / karyotype))
+        images[karyotype] = (samples[0].image, painted)
+    missing, painted = images["45,XY,-2"]
+    assert painted == 1 and missing[40:46, 30:65].max() < 0.1 and missing[12, 20] > 0.9
+    complete, painted = images["46,XY"]
+    assert painted == 0 and complete[40:46, 30:65].min() > 0.8

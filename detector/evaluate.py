@@ -2,10 +2,11 @@
 
 Figures (``metrics.json``, see ``evaluate``): box recall, precision and F1 at IoU 0.5 at the
 model's score threshold, and AP50 (all predictions), pooled over the images; the share of true
-chromosomes (``adir.chromosome_instances``) lying wholly inside some box at the threshold; the same for the
-global-Otsu baseline (``detector.baseline``) on the same normalised images; and how many boxes at
-the threshold land on interphase nuclei: boxes that match no true cluster and whose area is at
-least 30 % nucleus pixels (``baseline.nucleus_mask``: large Otsu components, unlabelled in K).
+chromosomes (``adir.chromosome_instances``) lying wholly inside some box at the threshold; the
+same box figures for the global-Otsu baseline (``detector.baseline``) on the same normalised
+images; and how many boxes at the threshold land on interphase nuclei: boxes that match no true
+cluster and whose area is at least 30 % nucleus pixels (``baseline.nucleus_mask``: large Otsu
+components, unlabelled in K).
 
 ``error_picture`` draws where the model and the labels disagree, for a look by eye.
 """

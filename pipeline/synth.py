@@ -57,6 +57,8 @@ STYLES = ("dapi", "gband")
 ADIR_SHAPE = (517, 645)  # rows, cols of an ADIR metaphase: the canvas at scale 1
 DENSITY = {"loose": (0.06, 0.12), "medium": (0.12, 0.25), "dense": (0.35, 0.55)}
 CASE_INFO_TEXT = "46,XX"
+SOURCE_LEVEL = 0.5  # every source image's median chromosome, above its background
+SOURCE_MIN_LEVEL, SOURCE_MAX_AREA = 0.4, 3.0  # of the image's median: fainter / larger left out
 _SQUARE3 = np.ones((3, 3), np.uint8)
 
 
@@ -79,7 +81,7 @@ class SynthOptions:
     gamma: tuple[float, float] = (0.7, 1.4)
     noise: tuple[float, float] = (0.005, 0.04)  # Gaussian std, on [0, 1]
     band_depth: tuple[float, float] = (0.5, 0.85)  # G-band: bands given to unbanded sources
-    absorbance: tuple[float, float] = (1.0, 2.2)  # G-band: per unit of source intensity
+    absorbance: tuple[float, float] = (1.2, 2.4)  # G-band: per unit of source intensity
     rgb_share: float = 0.5  # G-band images written RGB
     jpeg_share: float = 0.5  # G-band images JPEG-compressed (quality 60-95)
 
@@ -107,8 +109,11 @@ class Metaphase:
 
 def chromosomes_from_folder(folder: str | Path, part: str = "all") -> list[Chromosome]:
     """The single chromosomes of every labelled image of an ADIR-format folder (of the split part
-    ``part``: ``train``, ``val``, ``test`` or ``all``), resized to ADIR's width. Sources whose
-    ``Case Info`` says they were mined are taken as banded when drawn as G-band."""
+    ``part``: ``train``, ``val``, ``test`` or ``all``), resized to ADIR's width, each image's
+    brought to one intensity (its median chromosome ``SOURCE_LEVEL`` above its background);
+    pieces fainter than ``SOURCE_MIN_LEVEL`` or larger than ``SOURCE_MAX_AREA`` times the image's
+    median are left out. Sources whose ``Case Info`` says they were mined are taken as banded
+    when drawn as G-band."""
     from segmenter.mining import CASE_INFO_TEXT as MINED
     from segmenter.synthetic import singles_from_image
 
@@ -122,8 +127,24 @@ def chromosomes_from_folder(folder: str | Path, part: str = "all") -> list[Chrom
         width = chromosome_width(image)
         factor = 1.0 if width is None else ADIR_WIDTH / width
         banded = (adir.read_karyotype(item).text or "").startswith(MINED)
-        for single in singles_from_image(image, labels, context=2):
-            signal = np.clip(single.window - single.background, 0, None) * single.mask
+        singles = singles_from_image(image, labels, context=2)
+        if not singles:
+            continue
+        signals = [np.clip(s.window - s.background, 0, None) * s.mask for s in singles]
+        levels = np.array(
+            [signal[s.mask].mean() for signal, s in zip(signals, singles, strict=True)]
+        )
+        areas = np.array([s.mask.sum() for s in singles])
+        # each image's chromosomes brought to one level; faint pieces and blobs (a blurred
+        # cluster labelled as one chromosome, debris) left out
+        reference = float(np.median(levels))
+        keep = (levels >= SOURCE_MIN_LEVEL * reference) & (
+            areas <= SOURCE_MAX_AREA * np.median(areas)
+        )
+        for single, signal, kept in zip(singles, signals, keep, strict=True):
+            if not kept or reference <= 0:
+                continue
+            signal = signal * np.float32(SOURCE_LEVEL / reference)
             if factor != 1.0:
                 signal = cv2.resize(signal, None, fx=factor, fy=factor)
                 mask = cv2.resize(single.mask.astype(np.float32), None, fx=factor, fy=factor)

@@ -219,7 +219,10 @@ def eval_command(args) -> int:
         **results,
     }
     rows = [
-        ("pipeline", results["pipeline"]),
+        ("pipeline, all metaphases", results["pipeline"]),
+        ("  unlabelled pieces not counted", results["pipeline_unlabelled_not_counted"]),
+        ("  complete karyotypes only", results["pipeline_complete_karyotypes"]),
+        *((f"  slide {slide}", figures) for slide, figures in results["per_slide"].items()),
         ("baseline (Otsu + components)", results["baseline"]),
     ]
     print(f"{len(images)} metaphases ({args.part} slides of {args.data})")

@@ -354,3 +354,27 @@ def test_eval_pipeline_true_segmentation_replaces_the_unet(tmp_path, monkeypatch
     truth = figures[True]
     assert truth["true_segmentation"] and truth["pipeline"]["true"] == 14
     assert truth["pipeline"]["f1"] == 1.0 and truth["pipeline"]["mean_matched_iou"] > 0.95
+
+
+def test_eval_pipeline_views_of_the_truth(tmp_path, monkeypatch):
+    """One metaphase whose Case Info says a chromosome is missing from K, and K indeed leaves
+    one bar out: found, it counts as a false positive against K as it is, and not at all in the
+    view that does not count unlabelled pieces; the complete-karyotype view leaves the
+    metaphase out."""
+    data = adir_folder(tmp_path / "adir", count=1)
+    slide = data / "Z90__XY"
+    labels = tifffile.imread(slide / "Z9000XYK.tif")
+    single = [v for v in np.unique(labels) if v not in (0, 255) and (labels == v).sum() > 30]
+    labels[labels == single[-1]] = 0
+    tifffile.imwrite(slide / "Z9000XYK.tif", labels)
+    (slide / "Case Info").write_text("45,XY,-2\n")
+    monkeypatch.setattr("pipeline.models.load_models", lambda config, device: fake_models())
+    out = tmp_path / "e.json"
+    assert main(["eval", "pipeline", "--data", str(data), "--json", str(out)]) == 0
+    figures = json.loads(out.read_text())
+    raw, fair = figures["pipeline"], figures["pipeline_unlabelled_not_counted"]
+    assert raw["predicted"] == raw["matched"] + 1 and raw["precision"] < 1.0
+    assert fair["predicted"] == fair["matched"] and fair["precision"] == 1.0
+    assert figures["per_image"][0]["pipeline_unlabelled_not_counted"]["not_counted"] == 1
+    assert figures["pipeline_complete_karyotypes"]["images"] == 0
+    assert figures["per_slide"]["Z90"]["images"] == 1

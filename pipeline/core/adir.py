@@ -164,12 +164,13 @@ def read_tiff_plane(path: str | Path) -> np.ndarray:
 
 
 def load(image: AdirImage) -> tuple[np.ndarray, np.ndarray | None]:
-    """DAPI ``(H, W)`` uint8 and labels ``(H, W)`` uint8 (None when unlabelled)."""
+    """DAPI ``(H, W)`` uint8 (``(H, W, 3)`` for an RGB image, e.g. ``chromoseg synth``'s
+    G-band style) and labels ``(H, W)`` uint8 (None when unlabelled)."""
     dapi = read_tiff_plane(image.dapi_path)
     if image.label_path is None:
         return dapi, None
     labels = read_tiff_plane(image.label_path)
-    if labels.shape != dapi.shape:
+    if labels.shape != dapi.shape[:2]:
         raise DatasetError(
             f"{image.label_path} is {labels.shape}, its DAPI image {dapi.shape}: shapes must match"
         )

@@ -2,11 +2,11 @@
 
 Figures (``metrics.json``, see ``evaluate``): box recall, precision and F1 at IoU 0.5 at the
 model's score threshold, and AP50 (all predictions), pooled over the images; the share of true
-chromosomes (``adir.chromosome_instances``) lying wholly inside some box at the threshold; the
-same box figures for the global-Otsu baseline (``detector.baseline``) on the same normalised
-images; and how many boxes at the threshold land on interphase nuclei: boxes that match no true
-cluster and whose area is at least 30 % nucleus pixels (``baseline.nucleus_mask``: large Otsu
-components, unlabelled in K).
+chromosomes (``adir.chromosome_instances``) lying wholly inside some box at the threshold grown
+by the crop margin (4 px); the same box figures for the global-Otsu baseline
+(``detector.baseline``) on the same normalised images; and how many boxes at the threshold land
+on interphase nuclei: boxes that match no true cluster and whose area is at least 30 % nucleus
+pixels (``baseline.nucleus_mask``: large Otsu components, unlabelled in K).
 
 ``error_picture`` draws where the model and the labels disagree, for a look by eye.
 """
@@ -25,6 +25,7 @@ from pipeline.core.files import write_png
 from pipeline.core.imageio import normalise
 
 IOU = 0.5
+INSIDE_TOLERANCE = 4.0  # px: the shipped segmenter's crop margin
 NUCLEI_DEFINITION = (
     "boxes at the threshold that match no true cluster (IoU < 0.5) and cover >= 30% nucleus "
     "pixels; nuclei = 8-connected components of the global Otsu mask with >= 1000 px, < 10% "
@@ -85,14 +86,15 @@ def false_positive_kinds(predictions, truths, threshold) -> dict:
 
 
 def chromosomes_inside(predictions, chromosome_boxes, threshold) -> dict:
-    """How many true chromosomes lie wholly inside some box with score >= threshold (their own
-    box inside it, 2 px tolerance): the detector's share of the job when boxes need not equal
-    the label clusters (the stitcher recovers whole chromosomes from a box over part of a
-    cluster, and joins what several boxes found)."""
+    """How many true chromosomes lie wholly inside some box with score >= threshold, grown by
+    ``INSIDE_TOLERANCE`` px (the crop margin: what the segmenter sees of a box): the detector's
+    share of the job when boxes need not equal the label clusters (the stitcher recovers whole
+    chromosomes from a box over part of a cluster, and joins what several boxes found)."""
     inside = total = 0
     for (boxes, scores), chromosomes in zip(predictions, chromosome_boxes, strict=True):
         kept = boxes[scores >= threshold]
-        inside += int(box_inside(chromosomes, kept).any(1).sum()) if len(kept) else 0
+        if len(kept):
+            inside += int(box_inside(chromosomes, kept, INSIDE_TOLERANCE).any(1).sum())
         total += len(chromosomes)
     return {"chromosomes": total, "inside": inside, "share": inside / max(total, 1)}
 

@@ -104,3 +104,19 @@ def test_mask_matching_is_one_to_one_and_maximises_the_summed_iou():
     matches = optimal(iou, 0.5)
     assert [(i, j) for i, j, _ in matches] == [(0, 0), (1, 1)]  # the half-half mask: no match
     assert optimal(mask_iou(masks[:0], truth)) == []
+
+
+def test_chromosomes_inside_a_box_allow_the_crop_margin():
+    from detector.evaluate import chromosomes_inside
+
+    chromosomes = [np.array([[10, 10, 30, 20], [12, 40, 20, 80], [100, 100, 120, 110]], np.float32)]
+    boxes = np.array([[8, 8, 32, 84], [103, 100, 120, 110], [0, 0, 200, 200]], np.float32)
+    scores = np.array([0.9, 0.9, 0.1], np.float32)
+    # the third box holds everything but scores below the threshold; the second misses the
+    # third chromosome by 3 px, within the 4 px margin
+    found = chromosomes_inside([(boxes, scores)], chromosomes, threshold=0.5)
+    assert found == {"chromosomes": 3, "inside": 3, "share": 1.0}
+    narrow = boxes.copy()
+    narrow[1, 0] = 106  # now 6 px short
+    found = chromosomes_inside([(narrow, scores)], chromosomes, threshold=0.5)
+    assert found["inside"] == 2

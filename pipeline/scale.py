@@ -7,8 +7,10 @@ input's pixels.
 
 The width: the normalised image's foreground (Otsu's threshold, ``pipeline.imageio``, after the
 background is taken off: ``flattened``) is split
-into 8-connected pieces; pieces larger than ``MAX_PIECE_RATIO`` times the median piece area
-(nuclei, big clusters) and smaller than ``MIN_PIECE_PIXELS`` (specks) are left out. On the rest,
+into 8-connected pieces; of the pieces of at least ``MIN_PIECE_PIXELS``, the typical area is
+the one the median foreground pixel lies in (many specks do not move it), and pieces larger than
+``MAX_PIECE_RATIO`` times it (nuclei, big clusters) or smaller than ``MIN_PIECE_RATIO`` times it
+(specks, debris) are left out. On the rest,
 the ridge of the Euclidean distance to the background (pixels no smaller than any of their eight
 neighbours: a chromosome's centre line) gives the half-width; the width is ``2 * median - 0.5``,
 the median of the ridge distances weighted by themselves (each ridge pixel stands for the area
@@ -27,15 +29,23 @@ import numpy as np
 
 from pipeline.core.imageio import otsu_foreground
 
-ADIR_WIDTH = 10.8  # px: the median over the ADIR training slides (benchmarks/measure_widths.py)
-# within this factor of the reference, images are taken as they are: ADIR itself spans 8.8-13.6 px
+ADIR_WIDTH = 11.2  # px: the median over the ADIR training slides (benchmarks/measure_widths.py)
+# within this factor of the reference, images are taken as they are: ADIR itself spans 9.3-15.9 px
 # (10th-90th percentile), and both models were trained with scale augmentation covering it
 TOLERANCE = 1.3
 MIN_PIECE_PIXELS = 15
-MAX_PIECE_RATIO = 4.0
+MIN_PIECE_RATIO, MAX_PIECE_RATIO = 0.1, 4.0  # of the typical piece (``_pixel_median``)
 FINE_WIDTH = 10.0
 BACKGROUND_SHRINK, BACKGROUND_KERNEL = 4, 21  # the background: an opening 84 px wide
 SCALE_LIMITS = (0.2, 4.0)  # a measured scale outside is clipped: the image is not a metaphase
+
+
+def _pixel_median(values: np.ndarray) -> float:
+    """The median of ``values`` weighted by themselves: for piece areas, the size of the piece
+    that the median foreground pixel lies in (specks, however many, weigh little)."""
+    ordered = np.sort(values)
+    cumulative = np.cumsum(ordered)
+    return float(ordered[np.searchsorted(cumulative, cumulative[-1] / 2)])
 
 
 def _ridge_width(foreground: np.ndarray) -> float | None:
@@ -46,8 +56,11 @@ def _ridge_width(foreground: np.ndarray) -> float | None:
     sized = areas >= MIN_PIECE_PIXELS
     if not sized.any():
         return None
-    limit = MAX_PIECE_RATIO * float(np.median(areas[sized]))
-    keep = np.flatnonzero(sized & (areas <= limit)) + 1
+    typical = _pixel_median(areas[sized].astype(np.float64))
+    keep = np.flatnonzero(
+        sized & (areas <= MAX_PIECE_RATIO * typical) & (areas >= MIN_PIECE_RATIO * typical)
+    )
+    keep = keep + 1
     chosen = np.isin(pieces, keep)
     distance = cv2.distanceTransform(chosen.astype(np.uint8), cv2.DIST_L2, cv2.DIST_MASK_PRECISE)
     ridge = chosen & (distance >= cv2.dilate(distance, np.ones((3, 3), np.uint8)))
@@ -55,10 +68,7 @@ def _ridge_width(foreground: np.ndarray) -> float | None:
         return None
     # weighted by the distance itself, each ridge pixel stands for the area across it: thin
     # strokes (a karyogram's numbers and lines, fibres) weigh little
-    values = np.sort(distance[ridge])
-    cumulative = np.cumsum(values)
-    middle = values[np.searchsorted(cumulative, cumulative[-1] / 2)]
-    return 2.0 * float(middle) - 0.5
+    return 2.0 * _pixel_median(distance[ridge].astype(np.float64)) - 0.5
 
 
 def flattened(normalised: np.ndarray) -> np.ndarray:

@@ -2,7 +2,7 @@
 against the counts made by eye (``data/README.md``), and the KICS karyogram against its labels.
 
     python benchmarks/eval_gband_images.py --data ../shared/data --out benchmarks/results/gband \
-        [--detector-model DIR] [--segmenter-model DIR]
+        [--detector-model DIR] [--segmenter-model DIR] [--scale X]
 
 Writes ``OUT/gband_images.json`` (per image: chromosomes found, the count by eye, the scale the
 run chose and the chromosome width it measured; for the karyogram, how many of its 46 labelled
@@ -44,6 +44,7 @@ def main() -> None:
     parser.add_argument("--out", required=True)
     parser.add_argument("--detector-model")
     parser.add_argument("--segmenter-model")
+    parser.add_argument("--scale", type=float, help="instead of measuring each image's scale")
     args = parser.parse_args()
     data, out = Path(args.data), Path(args.out)
     overrides = {}
@@ -51,6 +52,8 @@ def main() -> None:
         overrides["detector"] = {"model": args.detector_model}
     if args.segmenter_model:
         overrides["segmenter"] = {"model": args.segmenter_model}
+    if args.scale:
+        overrides["scale"] = args.scale
     config = load_config(None, **overrides)
     models = load_models(config, "cpu")
     results = {"models": models.info, "images": {}}

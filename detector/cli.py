@@ -6,7 +6,7 @@
 - ``chromoseg eval detector [--model DIR] --data DIR [--part test] --json OUT
   [--predictions PRED.json] [--overlays DIR]``
 - ``chromoseg detect INPUT... --out DIR [--model DIR] [--polarity auto|bright|dark]
-  [--threshold T] [--scale S]``: ``<stem>.boxes.json`` and ``<stem>.overlay.png`` per image.
+  [--threshold T] [--scale auto|S]``: ``<stem>.boxes.json`` and ``<stem>.overlay.png`` per image.
 """
 
 from __future__ import annotations
@@ -93,12 +93,25 @@ def register(groups) -> None:
     detect.add_argument("--threshold", type=float, help="score threshold (default: the model's)")
     detect.add_argument(
         "--scale",
-        type=float,
-        help="resize images by this before detecting (default: the model's "
-        "input_scale, 1.0); ~0.5 for chromosomes ~15-20 px wide (G-banding)",
+        type=_scale,
+        default="auto",
+        help="resize images by this before detecting, times the model's input_scale (default "
+        "auto: measured per image from its chromosome width, as chromoseg run does)",
     )
     detect.add_argument("--device", default="cpu", choices=("cpu", "cuda"))
     detect.set_defaults(func=run_detect)
+
+
+def _scale(text: str):
+    import argparse
+
+    try:
+        value = "auto" if text == "auto" else float(text)
+    except ValueError:
+        value = -1.0
+    if value != "auto" and not value > 0:
+        raise argparse.ArgumentTypeError(f"expected auto or a positive number, got {text!r}")
+    return value
 
 
 def run_train(args) -> int:
@@ -159,6 +172,7 @@ def run_detect(args) -> int:
     from detector.api import RED, detect, draw_boxes, load_model
     from pipeline.core.files import write_png
     from pipeline.core.imageio import ImageReadError, normalise, read_image
+    from pipeline.scale import chromosome_width, model_scale
 
     model = load_model(args.model, args.device)
     out = Path(args.out)
@@ -171,13 +185,21 @@ def run_detect(args) -> int:
             print(f"chromoseg: error: {error}", file=sys.stderr)
             failures += 1
             continue
-        boxes, scores = detect(model, image, args.threshold, args.scale)
+        width = None
+        if args.scale == "auto":
+            width = chromosome_width(image)
+            scale = model_scale(width)
+        else:
+            scale = args.scale
+        input_scale = scale * model.config.model.input_scale
+        boxes, scores = detect(model, image, args.threshold, input_scale)
         record = {
             "file": str(path),
             "height": image.shape[0],
             "width": image.shape[1],
             "polarity": args.polarity,
-            "input_scale": args.scale or model.config.model.input_scale,
+            "input_scale": input_scale,
+            "chromosome_width_px": width,
             "score_threshold": model.score_threshold if args.threshold is None else args.threshold,
             "boxes_xyxy": [[round(v, 2) for v in box] for box in boxes.tolist()],
             "scores": [round(s, 5) for s in scores.tolist()],

@@ -307,6 +307,7 @@ def test_train_eval_detect_commands(tmp_path, capsys):
     assert "broken.png: not a readable image" in capsys.readouterr().err
     record = json.loads((out / "bars.boxes.json").read_text())
     assert record["width"] == 64 and (out / "bars.overlay.png").is_file()
+    assert record["chromosome_width_px"] > 0 and record["input_scale"] > 0  # measured
     assert (
         main(
             [

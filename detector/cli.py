@@ -16,6 +16,7 @@ import sys
 from pathlib import Path
 
 from pipeline.core.resources import resource
+from pipeline.run_cli import scale_argument
 
 IMAGE_SUFFIXES = (".tif", ".tiff", ".png", ".jpg", ".jpeg", ".bmp")
 
@@ -93,25 +94,13 @@ def register(groups) -> None:
     detect.add_argument("--threshold", type=float, help="score threshold (default: the model's)")
     detect.add_argument(
         "--scale",
-        type=_scale,
+        type=scale_argument,
         default="auto",
         help="resize images by this before detecting, times the model's input_scale (default "
         "auto: measured per image from its chromosome width, as chromoseg run does)",
     )
     detect.add_argument("--device", default="cpu", choices=("cpu", "cuda"))
     detect.set_defaults(func=run_detect)
-
-
-def _scale(text: str):
-    import argparse
-
-    try:
-        value = "auto" if text == "auto" else float(text)
-    except ValueError:
-        value = -1.0
-    if value != "auto" and not value > 0:
-        raise argparse.ArgumentTypeError(f"expected auto or a positive number, got {text!r}")
-    return value
 
 
 def run_train(args) -> int:

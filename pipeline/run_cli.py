@@ -25,7 +25,9 @@ def _positive_float(text: str) -> float:
     return value
 
 
-def _scale(text: str):
+def scale_argument(text: str):
+    """argparse type of ``--scale``: ``auto`` or a positive number (``run``, ``eval pipeline``,
+    ``detect``)."""
     return "auto" if text == "auto" else _positive_float(text)
 
 
@@ -43,7 +45,7 @@ def _add_model_options(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--scale",
-        type=_scale,
+        type=scale_argument,
         metavar="X",
         help="the factor both stages see every image at, instead of the config's (default auto: "
         "measured per image from its chromosome width)",

@@ -155,22 +155,19 @@ def chromosomes_from_folder(folder: str | Path, part: str = "all") -> list[Chrom
     return out
 
 
-def _patch(chromosome: Chromosome, scale: float, angle: float, band_depth, rng):
-    """Signal and coverage of a chromosome resized by ``scale`` and turned by ``angle`` degrees,
-    banded when ``band_depth`` is given: two float32 ``(s, s)`` arrays."""
-    from segmenter.synthetic import banded
+def _patch(chromosome: Chromosome, scale: float, degrees: float, band_depth, rng):
+    """Signal and coverage of a chromosome resized by ``scale`` and turned by ``degrees``
+    (counter-clockwise as seen), banded when ``band_depth`` is given: two float32 ``(s, s)``
+    arrays, the signal 0 where the coverage is under 0.5."""
+    from segmenter.synthetic import Cutout, axis_angle, banded, rotated
 
-    signal = chromosome.signal
+    signal, mask = chromosome.signal, chromosome.mask
     if band_depth is not None:
-        signal = banded(signal, chromosome.mask, 0.0, rng, band_depth, (1.5, 4.0))
-    height, width = signal.shape
-    side = int(np.ceil(np.hypot(height, width) * scale)) + 2
-    matrix = cv2.getRotationMatrix2D(((width - 1) / 2, (height - 1) / 2), angle, scale)
-    matrix[:, 2] += ((side - width) / 2, (side - height) / 2)
-    warp = {"dsize": (side, side), "flags": cv2.INTER_LINEAR}
-    alpha = cv2.warpAffine(chromosome.mask.astype(np.float32), matrix, **warp)
-    value = cv2.warpAffine(signal * chromosome.mask, matrix, **warp)
-    return value / np.maximum(alpha, 1e-3) * (alpha >= 0.5), alpha
+        signal = banded(signal, mask, 0.0, rng, band_depth, (1.5, 4.0))
+    axis = axis_angle(mask)
+    cutout = Cutout(np.float32(signal * mask), mask.astype(np.float32), axis)
+    value, alpha = rotated(cutout, axis - np.radians(degrees), scale)
+    return value * (alpha >= 0.5), alpha
 
 
 class _Canvas:

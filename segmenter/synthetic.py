@@ -178,7 +178,7 @@ def erased(window: np.ndarray, mask: np.ndarray, others: np.ndarray) -> np.ndarr
 
 
 @dataclass(frozen=True)
-class _Cutout:
+class Cutout:
     """A chromosome cut out of its window: intensity and coverage on its tight box, and the
     direction of its long axis (radians, as ``axis_angle``)."""
 
@@ -189,7 +189,7 @@ class _Cutout:
 
 def _cutout(
     single: Single, rng, band_depth: float | None, band_width: tuple[float, float]
-) -> _Cutout:
+) -> Cutout:
     """The chromosome of ``single`` cut out, flipped at random, banded when ``band_depth`` is
     set (bands ``band_width`` px wide)."""
     rows = np.flatnonzero(single.mask.any(axis=1))
@@ -201,10 +201,10 @@ def _cutout(
     if rng.random() < 0.5:
         mask, window = mask[::-1], window[::-1]
     alpha = np.ascontiguousarray(mask, np.float32)
-    return _Cutout(np.ascontiguousarray(window * alpha, np.float32), alpha, axis_angle(mask))
+    return Cutout(np.ascontiguousarray(window * alpha, np.float32), alpha, axis_angle(mask))
 
 
-def _rotated(cutout: _Cutout, angle: float, scale: float) -> tuple[np.ndarray, np.ndarray]:
+def rotated(cutout: Cutout, angle: float, scale: float) -> tuple[np.ndarray, np.ndarray]:
     """``cutout`` scaled and rotated so that its long axis points along ``angle`` (radians):
     intensity and coverage (alpha in [0, 1]) on a square patch, float32 each."""
     height, width = cutout.alpha.shape
@@ -338,7 +338,7 @@ def make_cluster(
         for _ in range(tries):
             which = int(rng.integers(len(masks)))
             angle = _orientation(kind, axes[which], rng)
-            value, alpha = _rotated(cutout, angle, rng.uniform(*options.size_range))
+            value, alpha = rotated(cutout, angle, rng.uniform(*options.size_range))
             placed = np.logical_or.reduce(masks)
             found = _place(kind, alpha > 0.5, masks[which], axes[which], placed, rng)
             if found is None or not _acceptable(kind, found[1], masks[which], masks, forbidden):

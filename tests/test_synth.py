@@ -1,6 +1,7 @@
 """Synthetic whole metaphases (``pipeline.synth``) and the chromosome width they are drawn at
 (``pipeline.scale``): hand-made chromosomes, no data files."""
 
+import functools
 import json
 from dataclasses import replace
 
@@ -106,13 +107,20 @@ def drawn_width(style: str, scale: float, seed: int) -> float:
     return chromosome_width(normalise(metaphase.image))
 
 
+@functools.cache
+def width_at_scale_1(style: str) -> float:
+    """The median over five drawings at ADIR's width: one drawing's blur and layout move it by up
+    to 10 %."""
+    return float(np.median([drawn_width(style, 1.0, seed) for seed in range(12, 17)]))
+
+
 @pytest.mark.parametrize("style", ["dapi", "gband"])
 @pytest.mark.parametrize("scale", [0.5, 0.7, 1.5, 2.2, 3.0])
 def test_scale_estimate_within_15_percent_at_known_scales(style, scale):
     """The models' reference width is measured by the same rule (on ADIR), so what must hold is
-    the ratio: an image drawn at ``scale`` measures ``scale`` times one drawn at 1, however
-    the drawing blurs, lights unevenly (a strong ramp too) and inverts."""
-    estimate = drawn_width(style, scale, seed=11) / drawn_width(style, 1.0, seed=12)
+    the ratio: an image drawn at ``scale`` measures ``scale`` times what images drawn at 1 do,
+    however the drawing blurs, lights unevenly (a strong ramp too) and inverts."""
+    estimate = drawn_width(style, scale, seed=11) / width_at_scale_1(style)
     assert estimate == pytest.approx(scale, rel=0.15)
 
 

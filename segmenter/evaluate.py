@@ -115,14 +115,43 @@ def predict(model: api.Segmenter, sets: dict, batch_size: int = 64) -> dict[str,
     }
 
 
+ANGLE_BANDS = ((0, 15), (15, 30), (30, 45), (45, 90))  # degrees between two crossing chromosomes
+
+
+def crossing_angles(targets: np.ndarray) -> np.ndarray:
+    """Angle in degrees (0-90) between the long axes of chromosome A (A∪overlap) and B
+    (B∪overlap) of each target ``(N, H, W)``: how visible a crossing is (near 0 the two lie along
+    each other)."""
+    angles = np.zeros(len(targets))
+    for index, target in enumerate(targets):
+        first = synthetic.axis_angle((target == 1) | (target == 3))
+        second = synthetic.axis_angle((target == 2) | (target == 3))
+        turn = abs(first - second) % np.pi
+        angles[index] = np.degrees(min(turn, np.pi - turn))
+    return angles
+
+
 def score(sets: dict, labels: dict[str, np.ndarray]) -> dict:
     """``{set name: metrics.evaluate_labels(...) with "separation": metrics.separation(...)}``
-    of the predicted ``labels`` of every set that has them."""
+    of the predicted ``labels`` of every set that has them; pair sets with crossings (synthetic
+    crossing pairs) also get ``separated_by_angle``: ``{"LO-HI": {"crops", "separated"}}`` over
+    ``ANGLE_BANDS`` of ``crossing_angles``."""
     results = {}
     for name, predicted in labels.items():
         targets = sets[name][1]
         results[name] = metrics.evaluate_labels(predicted, targets)
-        results[name]["separation"] = metrics.separation(predicted, targets)[0]
+        summary, separated = metrics.separation(predicted, targets)
+        results[name]["separation"] = summary
+        if name == "synthetic_crossing":
+            angles = crossing_angles(targets)
+            results[name]["separated_by_angle"] = {
+                f"{low}-{high}": {
+                    "crops": int(keep.sum()),
+                    "separated": float(separated[keep].mean()) if keep.any() else float("nan"),
+                }
+                for low, high in ANGLE_BANDS
+                for keep in [(angles >= low) & ((angles < high) | (high == 90))]
+            }
     return results
 
 
@@ -151,6 +180,11 @@ def format_table(results: dict) -> str:
             lines.append(
                 f"{name + ' (' + str(result['crops']) + ')':<28} separated "
                 f"{separation['separated']:.4f}, exactly {separation['exact']:.4f}"
+            )
+        for band, share in result.get("separated_by_angle", {}).items():
+            lines.append(
+                f"{name + ' (' + str(result['crops']) + ')':<28} crossing at {band} degrees "
+                f"({share['crops']}): separated {share['separated']:.4f}"
             )
     return "\n".join(lines)
 

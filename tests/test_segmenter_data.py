@@ -228,6 +228,29 @@ def test_separation_counts_chromosomes_returned_apart():
     assert picture.shape == (2 * 42, 2 * (3 * 40 + 4 + 6), 3)
 
 
+def test_crossing_separation_reported_by_angle():
+    upright = np.zeros((40, 40), np.uint8)  # a plus: 90 degrees
+    upright[18:22, 4:36] = 1
+    upright[4:36, 18:22] = 2
+    upright[18:22, 18:22] = OVERLAP
+    along = np.zeros((40, 40), np.uint8)  # two bars along each other: 0 degrees
+    along[10:14, 4:30] = 1
+    along[12:16, 10:36] = 2
+    along[12:14, 10:30] = OVERLAP
+    targets = np.stack([upright, along])
+    assert np.allclose(evaluate.crossing_angles(targets), [90, 0], atol=5)
+    merged = np.where(targets > 0, 1, 0).astype(np.uint8)
+    predicted = np.stack([upright, merged[1]])  # the plus parted, the two bars not
+    result = evaluate.score(
+        {"synthetic_crossing": (None, targets)}, {"synthetic_crossing": predicted}
+    )
+    bands = result["synthetic_crossing"]["separated_by_angle"]
+    assert bands["45-90"] == {"crops": 1, "separated": 1.0}
+    assert bands["0-15"] == {"crops": 1, "separated": 0.0}
+    assert bands["15-30"]["crops"] == 0
+    assert "crossing at 0-15 degrees (1): separated 0.0000" in evaluate.format_table(result)
+
+
 def test_bf16_switch(monkeypatch):
     cpu = torch.device("cpu")
     assert device.use_bf16(False, cpu) is False and device.use_bf16(True, cpu) is True

@@ -25,6 +25,9 @@ from pipeline.core.modelfolder import ModelFolder
 from segmenter.config import SegmenterConfig
 
 PRETRAINED = Path(__file__).resolve().parent / "pretrained"
+# the views averaged after the crop itself, as the (row, column) axes of (N, H, W) flipped (the
+# same axes of (N, 4, H, W) probabilities, counted from the end): left-right, upside down, both
+MIRRORS = ((-1,), (-2,), (-2, -1))
 STAGE = "segmenter"
 
 
@@ -79,8 +82,9 @@ def segment(
 
     With ``inference.flip_average`` in the model's config (the shipped model has it), every crop
     whose labels hold any chromosome-B or overlap pixel (two or more chromosomes: on ADIR about a
-    quarter of the crops) is segmented once more, mirrored left-right, and the two predictions are
-    averaged, the mirrored one's A and B exchanged where that matches the first one better.
+    quarter of the crops) is segmented again mirrored (``inference.views`` 2: left-right; 4: also
+    upside down and both, i.e. turned half) and the predictions are averaged, each mirrored one's
+    A and B exchanged where that matches the average so far better.
     """
     crops = np.asarray(crops, np.float32)
     if crops.ndim != 3 or min(crops.shape[1:], default=0) < 1:
@@ -90,11 +94,14 @@ def segment(
         labels = probabilities.argmax(axis=1)
         several = ((labels == 2) | (labels == 3)).any(axis=(1, 2))
         if several.any():
-            first = probabilities[several]
-            mirrored = crops[several][:, :, ::-1]
-            # a quarter of the batch: about as many crops as need the second pass
-            mirrored = _probabilities(model, mirrored, max(1, batch_size // 4))[..., ::-1]
-            probabilities[several] = (first + _aligned(mirrored, first)) / 2
+            total = probabilities[several]
+            chosen = crops[several]
+            for axes in MIRRORS[: model.config.inference.views - 1]:
+                # a quarter of the batch: about as many crops as need the second pass
+                view = np.ascontiguousarray(np.flip(chosen, axes))
+                view = np.flip(_probabilities(model, view, max(1, batch_size // 4)), axes)
+                total = total + _aligned(view, total)
+            probabilities[several] = total / model.config.inference.views
     return probabilities.argmax(axis=1).astype(np.uint8), probabilities
 
 

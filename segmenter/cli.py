@@ -176,8 +176,8 @@ def _add_inference_options(parser) -> None:
     parser.add_argument(
         "--no-flip-average",
         action="store_true",
-        help="the network's single pass alone, without the mirrored second pass that the "
-        "model's config (inference.flip_average) asks for",
+        help="the network's single pass alone, without the mirrored passes that the "
+        "model's config (inference.flip_average, inference.views) asks for",
     )
 
 

@@ -81,8 +81,8 @@ class DataSettings:
 @dataclass
 class TrainSettings:
     epochs: int = 30
-    batch_size: int = 128
-    lr: float = 0.004
+    batch_size: int = 32
+    lr: float = 0.002
     weight_decay: float = 0.0001
     dice_weight: float = 1.0
     contact_weight: float = 4.0
@@ -94,6 +94,7 @@ class TrainSettings:
 @dataclass
 class InferenceSettings:
     flip_average: bool = True
+    views: Literal[2, 4] = 4  # with flip_average: the crop and its mirror images averaged
     bf16: bool | Literal["auto"] = False
 
 

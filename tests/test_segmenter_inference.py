@@ -4,6 +4,7 @@ from argparse import Namespace
 from pathlib import Path
 
 import numpy as np
+import pytest
 import torch
 
 from pipeline.core.modelfolder import ModelFolder
@@ -33,8 +34,8 @@ class HalvesNet(torch.nn.Module):
         return 8 * logits
 
 
-def model_with(net, flip_average: bool) -> api.Segmenter:
-    config = load_config(None, inference={"flip_average": flip_average})
+def model_with(net, flip_average: bool, views: int = 4) -> api.Segmenter:
+    config = load_config(None, inference={"flip_average": flip_average, "views": views})
     return api.Segmenter(net, config, torch.device("cpu"))
 
 
@@ -64,16 +65,25 @@ def test_crops_of_one_label_get_no_second_pass():
     assert net.batches == [8]
 
 
-def test_flip_average_is_mirror_symmetric():
-    # a mirrored crop gives the mirrored result, up to which chromosome is called A
+@pytest.mark.parametrize("views", [2, 4])
+def test_crops_of_two_labels_get_every_mirrored_view(views):
+    net = HalvesNet()
+    api.segment(model_with(net, True, views), crops(5), batch_size=8)
+    assert net.batches == [8] + [2] * 3 * (views - 1)  # 5 crops in calls of a quarter batch
+
+
+@pytest.mark.parametrize("axis", [-1, -2])
+def test_flip_average_is_mirror_symmetric(axis):
+    # a mirrored crop (left-right or upside down) gives the mirrored result, up to which
+    # chromosome is called A
     config = load_config(CONFIGS / "segmenter.yaml")
     torch.manual_seed(0)
     net = build_model(config.model).eval()
     model = model_with(net, True)
     images = crops(4)
     _, straight = api.segment(model, images, batch_size=4)
-    _, mirrored = api.segment(model, np.ascontiguousarray(images[:, :, ::-1]), batch_size=4)
-    mirrored = mirrored[..., ::-1]
+    _, mirrored = api.segment(model, np.ascontiguousarray(np.flip(images, axis)), batch_size=4)
+    mirrored = np.flip(mirrored, axis)
     exchanged = mirrored[:, [0, 2, 1, 3]]
     for one, other, swapped in zip(straight, mirrored, exchanged, strict=True):
         assert np.allclose(one, other, atol=1e-4) or np.allclose(one, swapped, atol=1e-4)

@@ -23,6 +23,7 @@ class SegmenterSettings:
     model: Path | None = None  # model folder; None: the shipped segmenter/pretrained
     batch_size: int = 64
     margin: int | None = None  # None: the model's own
+    views: Literal[1, 2, 4] | None = None  # crops of 2+ averaged over views; None: the model's own
     max_window: int = 132  # px at the models' scale: larger clusters get several windows
 
 

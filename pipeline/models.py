@@ -33,9 +33,10 @@ class Models:
 
 def load_models(config: PipelineConfig, device: str | None = "cpu") -> Models:
     """The detector and segmenter named in a pipeline config (None: the shipped ones), both under
-    bf16 autocast as ``config.bf16`` says; the crop margin is the segmenter's own unless the
-    config sets ``segmenter.margin``. ``device``: as ``pipeline.core.device.select_device`` takes
-    it (None: cuda where available)."""
+    bf16 autocast as ``config.bf16`` says; the crop margin and the views averaged
+    (``segmenter.api.segment``) are the segmenter's own unless the config sets
+    ``segmenter.margin`` / ``segmenter.views``. ``device``: as
+    ``pipeline.core.device.select_device`` takes it (None: cuda where available)."""
     from detector import api as detector_api
     from segmenter import api as segmenter_api
 
@@ -43,6 +44,10 @@ def load_models(config: PipelineConfig, device: str | None = "cpu") -> Models:
     segmenter_folder = config.segmenter.model or segmenter_api.PRETRAINED
     detector_model = detector_api.load_model(detector_folder, device, config.bf16)
     segmenter_model = segmenter_api.load_model(segmenter_folder, device, config.bf16)
+    views = config.segmenter.views
+    if views is not None:
+        segmenter_model.config.inference.flip_average = views > 1
+        segmenter_model.config.inference.views = max(views, 2)
     margin = config.segmenter.margin
     batch_size = config.segmenter.batch_size
 

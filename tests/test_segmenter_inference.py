@@ -113,3 +113,15 @@ def test_load_model_bf16_setting_replaces_the_configs():
     assert fast_probabilities.shape == probabilities.shape
     assert np.abs(fast_probabilities - probabilities).mean() < 0.01
     assert (fast_labels != labels).mean() < 0.01
+
+
+@pytest.mark.parametrize("views, calls", [(None, 4), (2, 2), (1, 1)])
+def test_pipeline_config_chooses_the_views(monkeypatch, views, calls):
+    from pipeline.config import load_config as pipeline_config
+    from pipeline.models import load_models
+
+    net = HalvesNet()  # two labels in every crop: every view runs
+    monkeypatch.setattr(api, "load_model", lambda *args, **kwargs: model_with(net, True, 4))
+    models = load_models(pipeline_config(None, segmenter={"views": views}), "cpu")
+    models.segment(crops(2))
+    assert len(net.batches) == calls  # the crop, then one call per further view

@@ -25,6 +25,7 @@ from pipeline.inputs import ImageJob
 from pipeline.models import load_models
 from pipeline.outputs import write_overlay
 from pipeline.run import process_image
+from pipeline.run_cli import scale_argument
 from pipeline.stitch import instances_from_masks
 
 # counted by eye: data/README.md, "G-band images counted by eye"
@@ -44,7 +45,9 @@ def main() -> None:
     parser.add_argument("--out", required=True)
     parser.add_argument("--detector-model")
     parser.add_argument("--segmenter-model")
-    parser.add_argument("--scale", type=float, help="instead of measuring each image's scale")
+    parser.add_argument(
+        "--scale", type=scale_argument, default="auto", help="a number: instead of measuring"
+    )
     args = parser.parse_args()
     data, out = Path(args.data), Path(args.out)
     overrides = {}
@@ -52,8 +55,7 @@ def main() -> None:
         overrides["detector"] = {"model": args.detector_model}
     if args.segmenter_model:
         overrides["segmenter"] = {"model": args.segmenter_model}
-    if args.scale:
-        overrides["scale"] = args.scale
+    overrides["scale"] = args.scale
     config = load_config(None, **overrides)
     models = load_models(config, "cpu")
     results = {"models": models.info, "images": {}}

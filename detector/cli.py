@@ -161,7 +161,7 @@ def run_detect(args) -> int:
     from detector.api import RED, detect, draw_boxes, load_model
     from pipeline.core.files import write_png
     from pipeline.core.imageio import ImageReadError, normalise, read_image
-    from pipeline.scale import chromosome_width, model_scale
+    from pipeline.scale import image_scale
 
     model = load_model(args.model, args.device)
     out = Path(args.out)
@@ -174,12 +174,7 @@ def run_detect(args) -> int:
             print(f"chromoseg: error: {error}", file=sys.stderr)
             failures += 1
             continue
-        width = None
-        if args.scale == "auto":
-            width = chromosome_width(image)
-            scale = model_scale(width)
-        else:
-            scale = args.scale
+        scale, width = image_scale(image, args.scale)
         input_scale = scale * model.config.model.input_scale
         boxes, scores = detect(model, image, args.threshold, input_scale)
         record = {

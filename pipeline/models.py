@@ -44,10 +44,9 @@ def load_models(config: PipelineConfig, device: str | None = "cpu") -> Models:
     segmenter_folder = config.segmenter.model or segmenter_api.PRETRAINED
     detector_model = detector_api.load_model(detector_folder, device, config.bf16)
     segmenter_model = segmenter_api.load_model(segmenter_folder, device, config.bf16)
-    views = config.segmenter.views
-    if views is not None:
-        segmenter_model.config.inference.flip_average = views > 1
-        segmenter_model.config.inference.views = max(views, 2)
+    if config.segmenter.views is not None:
+        segmenter_model.config.inference.flip_average = True
+        segmenter_model.config.inference.views = config.segmenter.views
     margin = config.segmenter.margin
     batch_size = config.segmenter.batch_size
 

@@ -53,7 +53,7 @@ from pipeline.core.imageio import read_image, to_grey
 from pipeline.inputs import ImageJob
 from pipeline.models import Models
 from pipeline.normalised import NormalisedImage
-from pipeline.scale import chromosome_width, model_scale
+from pipeline.scale import image_scale
 from pipeline.stitch import Instance, Window, merge_pieces, window_instances
 from pipeline.tiling import detect_tiled, order_boxes
 from segmenter.crops import CropGeometry, probabilities_to_image, windows_for_box
@@ -62,7 +62,6 @@ if TYPE_CHECKING:
     import pandas
 
 MAPS_IN_FLIGHT = 4  # U-Net calls whose probabilities may wait to be mapped back
-SCALE_SAMPLE = 2048  # px: the central region of an image its chromosome width is measured on
 
 OUTPUT_SUFFIXES = {
     "table": ".csv",
@@ -169,18 +168,6 @@ def load_image(job: ImageJob, polarity: str = "auto") -> LoadedImage:
             )
         channels[name] = values
     return LoadedImage(job, normalised, channels, notes)
-
-
-def image_scale(normalised: NormalisedImage, setting) -> tuple[float, float | None]:
-    """The factor both stages see an image at, and the chromosome width (px) it was measured
-    from: ``setting`` itself when it is a number (width None), else ``pipeline.scale`` on the
-    image's central ``SCALE_SAMPLE`` x ``SCALE_SAMPLE`` pixels."""
-    if setting != "auto":
-        return float(setting), None
-    height, width = normalised.shape
-    top, left = max(0, (height - SCALE_SAMPLE) // 2), max(0, (width - SCALE_SAMPLE) // 2)
-    measured = chromosome_width(normalised[top : top + SCALE_SAMPLE, left : left + SCALE_SAMPLE])
-    return model_scale(measured), measured
 
 
 def detect_boxes(

@@ -38,6 +38,7 @@ MIN_PIECE_RATIO, MAX_PIECE_RATIO = 0.1, 4.0  # of the typical piece (``_pixel_me
 FINE_WIDTH = 10.0
 BACKGROUND_SHRINK, BACKGROUND_KERNEL = 4, 21  # the background: an opening 84 px wide
 SCALE_LIMITS = (0.2, 4.0)  # a measured scale outside is clipped: the image is not a metaphase
+SCALE_SAMPLE = 2048  # px: the central region of an image its chromosome width is measured on
 
 
 def _pixel_median(values: np.ndarray) -> float:
@@ -114,3 +115,15 @@ def model_scale(width: float | None, reference: float = ADIR_WIDTH) -> float:
         return 1.0
     low, high = SCALE_LIMITS
     return float(np.clip(scale, low, high))
+
+
+def image_scale(normalised: np.ndarray, setting) -> tuple[float, float | None]:
+    """The factor both stages see an image at, and the chromosome width (px) it was measured
+    from: ``setting`` itself when it is a number (width None), else the measured width on the
+    normalised image's (float32 ``(H, W)``) central ``SCALE_SAMPLE`` x ``SCALE_SAMPLE`` pixels."""
+    if setting != "auto":
+        return float(setting), None
+    height, width = normalised.shape
+    top, left = max(0, (height - SCALE_SAMPLE) // 2), max(0, (width - SCALE_SAMPLE) // 2)
+    measured = chromosome_width(normalised[top : top + SCALE_SAMPLE, left : left + SCALE_SAMPLE])
+    return model_scale(measured), measured

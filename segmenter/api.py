@@ -83,25 +83,26 @@ def segment(
     With ``inference.flip_average`` in the model's config (the shipped model has it), every crop
     whose labels hold any chromosome-B or overlap pixel (two or more chromosomes: on ADIR about a
     quarter of the crops) is segmented again mirrored (``inference.views`` 2: left-right; 4: also
-    upside down and both, i.e. turned half) and the predictions are averaged, each mirrored one's
-    A and B exchanged where that matches the average so far better.
+    upside down and both, i.e. turned half; 1: not at all) and the predictions are averaged,
+    each mirrored one's A and B exchanged where that matches the average so far better.
     """
     crops = np.asarray(crops, np.float32)
     if crops.ndim != 3 or min(crops.shape[1:], default=0) < 1:
         raise ValueError(f"crops must be (N, H, W), got shape {crops.shape}")
     probabilities = _probabilities(model, crops, batch_size)
-    if model.config.inference.flip_average:
+    views = model.config.inference.views if model.config.inference.flip_average else 1
+    if views > 1:
         labels = probabilities.argmax(axis=1)
         several = ((labels == 2) | (labels == 3)).any(axis=(1, 2))
         if several.any():
             total = probabilities[several]
             chosen = crops[several]
-            for axes in MIRRORS[: model.config.inference.views - 1]:
+            for axes in MIRRORS[: views - 1]:
                 # a quarter of the batch: about as many crops as need the second pass
                 view = np.ascontiguousarray(np.flip(chosen, axes))
                 view = np.flip(_probabilities(model, view, max(1, batch_size // 4)), axes)
                 total = total + _aligned(view, total)
-            probabilities[several] = total / model.config.inference.views
+            probabilities[several] = total / views
     return probabilities.argmax(axis=1).astype(np.uint8), probabilities
 
 

@@ -94,7 +94,7 @@ class TrainSettings:
 @dataclass
 class InferenceSettings:
     flip_average: bool = True
-    views: Literal[2, 4] = 4  # with flip_average: the crop and its mirror images averaged
+    views: Literal[1, 2, 4] = 4  # with flip_average: the crop and its mirror images averaged
     bf16: bool | Literal["auto"] = False
 
 

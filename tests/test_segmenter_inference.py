@@ -65,7 +65,7 @@ def test_crops_of_one_label_get_no_second_pass():
     assert net.batches == [8]
 
 
-@pytest.mark.parametrize("views", [2, 4])
+@pytest.mark.parametrize("views", [1, 2, 4])
 def test_crops_of_two_labels_get_every_mirrored_view(views):
     net = HalvesNet()
     api.segment(model_with(net, True, views), crops(5), batch_size=8)

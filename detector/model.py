@@ -20,15 +20,18 @@ from __future__ import annotations
 
 import torch
 from torch import nn
-from torchvision.models.detection import FasterRCNN
-from torchvision.models.detection.anchor_utils import AnchorGenerator
-from torchvision.models.detection.faster_rcnn import FastRCNNPredictor, TwoMLPHead
-from torchvision.models.detection.transform import GeneralizedRCNNTransform
-from torchvision.ops import MultiScaleRoIAlign
 
 from detector.config import ModelSettings
 from pipeline.core import config as core_config
+from pipeline.core.imports import torchvision_without_dynamo
 from pipeline.core.inference import inference_form
+
+with torchvision_without_dynamo():
+    from torchvision.models.detection import FasterRCNN
+    from torchvision.models.detection.anchor_utils import AnchorGenerator
+    from torchvision.models.detection.faster_rcnn import FastRCNNPredictor, TwoMLPHead
+    from torchvision.models.detection.transform import GeneralizedRCNNTransform
+    from torchvision.ops import MultiScaleRoIAlign
 
 BACKBONES = ("small", "mobilenet_v3_large_fpn", "resnet50_fpn")
 

@@ -6,8 +6,8 @@ Runs ``python -X importtime -m pipeline.cli run IMAGE --out TMP --quiet`` on one
 ``--repeats`` times in a fresh process each, with the source tree ``--tree`` (default: this one;
 another checkout, e.g. ``git worktree add /tmp/before COMMIT``, gives the before figures) first on
 the import path. Prints, as medians over the repeats: the process's wall time, the time spent
-importing, and per package the time its own modules took to import (``self`` times summed: the
-dynamo compiler that torchvision's ops pull in counts for torch). Writes them to ``--json``.
+importing, and per package the time its own modules took to import (``self`` times summed;
+torch's compiler, ``torch._dynamo``, apart from the rest of torch). Writes them to ``--json``.
 """
 
 from __future__ import annotations
@@ -29,15 +29,18 @@ IMAGE = ROOT / "data" / "samples" / "adir" / "A02__XY" / "A0201XYD.tif"
 
 
 def seconds_by_package(stderr: str) -> dict[str, float]:
-    """Seconds of ``-X importtime`` output per package (the first part of each module's name),
-    each module's own time (``self``): they add up to the whole import time, with no module
-    counted twice (torch's modules count for torch whichever package imported them)."""
+    """Seconds of ``-X importtime`` output per package (the first part of each module's name;
+    ``torch._dynamo`` on its own), each module's own time (``self``): they add up to the whole
+    import time, with no module counted twice (torch's modules count for torch whichever package
+    imported them)."""
     seconds = defaultdict(float)
     for line in stderr.splitlines():
         if not line.startswith("import time:") or "self [us]" in line:
             continue
         own, _, name = line[len("import time:") :].split("|")
-        seconds[name.strip().split(".")[0]] += int(own) / 1e6
+        name = name.strip()
+        package = "torch._dynamo" if name.startswith("torch._dynamo") else name.split(".")[0]
+        seconds[package] += int(own) / 1e6
     return dict(seconds)
 
 

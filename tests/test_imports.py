@@ -1,4 +1,5 @@
-"""Importing the detector leaves torch's compiler out, and torchvision works the same."""
+"""Start-up and exit of the program: importing the detector leaves torch's compiler out (torchvision
+works the same), and the program freezes its objects before it exits."""
 
 import subprocess
 import sys
@@ -47,3 +48,18 @@ def test_detector_import_defers_dynamo_and_torchvision_ops_still_work():
     with_dynamo = run("import torch._dynamo\n" + SCRIPT)
     line = next(x for x in out.splitlines() if x.startswith("roi_align sum"))
     assert line in with_dynamo
+
+
+def test_the_program_exits_with_mains_code_after_freezing_its_objects(monkeypatch):
+    from pipeline import cli
+
+    calls = []
+    monkeypatch.setattr(cli, "main", lambda: calls.append("main") or 3)
+    monkeypatch.setattr(cli.gc, "freeze", lambda: calls.append("freeze"))
+    try:
+        cli.entry()
+    except SystemExit as done:
+        assert done.code == 3
+    else:
+        raise AssertionError("entry() did not exit")
+    assert calls == ["main", "freeze"]

@@ -116,6 +116,7 @@ def predict(model: api.Segmenter, sets: dict, batch_size: int = 64) -> dict[str,
 
 
 ANGLE_BANDS = ((0, 15), (15, 30), (30, 45), (45, 90))  # degrees between two crossing chromosomes
+SIZE_BANDS = ((0, 0.3), (0.3, 0.6), (0.6, 1))  # the smaller chromosome's area over the larger's
 
 
 def crossing_angles(targets: np.ndarray) -> np.ndarray:
@@ -131,11 +132,33 @@ def crossing_angles(targets: np.ndarray) -> np.ndarray:
     return angles
 
 
+def size_ratios(targets: np.ndarray) -> np.ndarray:
+    """Area of the smaller of chromosome A (A∪overlap) and B (B∪overlap) over the larger's, per
+    target ``(N, H, W)`` (0-1): a small chromosome over a large one is mostly overlap."""
+    first = ((targets == 1) | (targets == 3)).sum(axis=(1, 2))
+    second = ((targets == 2) | (targets == 3)).sum(axis=(1, 2))
+    return np.minimum(first, second) / np.maximum(np.maximum(first, second), 1)
+
+
+def separated_by_band(values: np.ndarray, separated: np.ndarray, bands) -> dict:
+    """``{"LO-HI": {"crops", "separated"}}``: the share of ``separated`` crops among those whose
+    ``values`` lie in each band (the last band includes its upper end)."""
+    top = bands[-1][1]
+    return {
+        f"{low}-{high}": {
+            "crops": int(keep.sum()),
+            "separated": float(separated[keep].mean()) if keep.any() else float("nan"),
+        }
+        for low, high in bands
+        for keep in [(values >= low) & ((values < high) | (high == top))]
+    }
+
+
 def score(sets: dict, labels: dict[str, np.ndarray]) -> dict:
     """``{set name: metrics.evaluate_labels(...) with "separation": metrics.separation(...)}``
     of the predicted ``labels`` of every set that has them; pair sets with crossings (synthetic
-    crossing pairs) also get ``separated_by_angle``: ``{"LO-HI": {"crops", "separated"}}`` over
-    ``ANGLE_BANDS`` of ``crossing_angles``."""
+    crossing pairs) also get ``separated_by_angle`` (``ANGLE_BANDS`` of ``crossing_angles``) and
+    ``separated_by_size`` (``SIZE_BANDS`` of ``size_ratios``), each ``separated_by_band``."""
     results = {}
     for name, predicted in labels.items():
         targets = sets[name][1]
@@ -143,15 +166,12 @@ def score(sets: dict, labels: dict[str, np.ndarray]) -> dict:
         summary, separated = metrics.separation(predicted, targets)
         results[name]["separation"] = summary
         if name == "synthetic_crossing":
-            angles = crossing_angles(targets)
-            results[name]["separated_by_angle"] = {
-                f"{low}-{high}": {
-                    "crops": int(keep.sum()),
-                    "separated": float(separated[keep].mean()) if keep.any() else float("nan"),
-                }
-                for low, high in ANGLE_BANDS
-                for keep in [(angles >= low) & ((angles < high) | (high == 90))]
-            }
+            results[name]["separated_by_angle"] = separated_by_band(
+                crossing_angles(targets), separated, ANGLE_BANDS
+            )
+            results[name]["separated_by_size"] = separated_by_band(
+                size_ratios(targets), separated, SIZE_BANDS
+            )
     return results
 
 
@@ -181,11 +201,15 @@ def format_table(results: dict) -> str:
                 f"{name + ' (' + str(result['crops']) + ')':<28} separated "
                 f"{separation['separated']:.4f}, exactly {separation['exact']:.4f}"
             )
-        for band, share in result.get("separated_by_angle", {}).items():
-            lines.append(
-                f"{name + ' (' + str(result['crops']) + ')':<28} crossing at {band} degrees "
-                f"({share['crops']}): separated {share['separated']:.4f}"
-            )
+        for key, label in (
+            ("separated_by_angle", "crossing at {} degrees"),
+            ("separated_by_size", "smaller over larger area {}"),
+        ):
+            for band, share in result.get(key, {}).items():
+                lines.append(
+                    f"{name + ' (' + str(result['crops']) + ')':<28} {label.format(band)} "
+                    f"({share['crops']}): separated {share['separated']:.4f}"
+                )
     return "\n".join(lines)
 
 

@@ -249,6 +249,19 @@ def test_crossing_separation_reported_by_angle():
     assert bands["0-15"] == {"crops": 1, "separated": 0.0}
     assert bands["15-30"]["crops"] == 0
     assert "crossing at 0-15 degrees (1): separated 0.0000" in evaluate.format_table(result)
+    # the bars: 26x4 each, 40 overlap pixels; the plus: 32x4 each
+    assert np.allclose(evaluate.size_ratios(targets), [1.0, 1.0])
+    sizes = result["synthetic_crossing"]["separated_by_size"]
+    assert sizes["0.6-1"] == {"crops": 2, "separated": 0.5}
+    assert sizes["0-0.3"]["crops"] == 0
+
+
+def test_size_ratio_of_a_small_chromosome_over_a_large_one():
+    target = np.zeros((40, 40), np.uint8)
+    target[10:14, 2:38] = 1  # 36 x 4 = 144 pixels
+    target[6:18, 20:24] = 2  # 12 x 4 = 48 pixels, 16 of them over A
+    target[10:14, 20:24] = OVERLAP
+    assert np.isclose(evaluate.size_ratios(target[None])[0], 48 / 144)
 
 
 def test_bf16_switch(monkeypatch):

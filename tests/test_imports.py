@@ -41,7 +41,8 @@ def test_detector_import_defers_dynamo_and_torchvision_ops_still_work():
     assert "real module: True True" in out
     # The deferred function answers as the real one does.
     expected = run(
-        "from torch._dynamo.utils import is_compile_supported as f; print('deferred call:', f('cpu'))"
+        "from torch._dynamo.utils import is_compile_supported as f\n"
+        "print('deferred call:', f('cpu'))"
     )
     assert expected.strip() in out
     # roi_align gives the figures it gives with dynamo imported first.

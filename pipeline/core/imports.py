@@ -10,8 +10,8 @@ top-level import undoes that.)
 ``torchvision_without_dynamo()`` stands a small module in for ``torch._dynamo.utils`` while
 torchvision is imported: its ``is_compile_supported`` imports the real one on its first call, and
 any other name asked of it (dunders aside) loads the real module too, so behaviour is unchanged;
-only the import is deferred. The stand-in is removed when the block ends, so a later ``import torch._dynamo``
-gets the real package.
+only the import is deferred. The stand-in is removed when the block ends, so a later
+``import torch._dynamo`` gets the real package.
 """
 
 from __future__ import annotations

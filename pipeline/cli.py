@@ -60,7 +60,7 @@ def main(argv: list[str] | None = None) -> int:
 def entry() -> None:
     """The ``chromoseg`` program: ``main``, then exit. Every output is written and closed by
     then; freezing the objects left spares the interpreter's last garbage collections a walk
-    through torch's (about 0.4 s of each ``chromoseg run`` process, docs/results.md)."""
+    through torch's (docs/results.md, "Whole processes")."""
     code = main()
     gc.freeze()
     sys.exit(code)

@@ -4,10 +4,11 @@ against the counts made by eye (``data/README.md``), and the KICS karyogram agai
     python benchmarks/eval_gband_images.py --data ../shared/data --out benchmarks/results/gband \
         [--detector-model DIR] [--segmenter-model DIR] [--scale X]
 
-Writes ``OUT/gband_images.json`` (per image: chromosomes found, the count by eye, the scale the
-run chose and the chromosome width it measured; for the karyogram, how many of its 46 labelled
-chromosomes were found at IoU >= 0.8, one to one) and ``OUT/<image>.overlay.png`` (the run's
-overlay, to look at).
+``--segmenter-model``: the segmenter these images (chromosomes dark) go to, instead of the shipped
+G-band one (``segmenter.model_dark``). Writes ``OUT/gband_images.json`` (per image: chromosomes
+found, the count by eye, the scale the run chose and the chromosome width it measured; for the
+karyogram, how many of its 46 labelled chromosomes were found at IoU >= 0.8, one to one) and
+``OUT/<image>.overlay.png`` (the run's overlay, to look at).
 """
 
 from __future__ import annotations
@@ -53,8 +54,8 @@ def main() -> None:
     overrides = {}
     if args.detector_model:
         overrides["detector"] = {"model": args.detector_model}
-    if args.segmenter_model:
-        overrides["segmenter"] = {"model": args.segmenter_model}
+    if args.segmenter_model:  # the images' chromosomes are dark: their segmenter is model_dark
+        overrides["segmenter"] = {"model_dark": args.segmenter_model}
     overrides["scale"] = args.scale
     config = load_config(None, **overrides)
     models = load_models(config, "cpu")

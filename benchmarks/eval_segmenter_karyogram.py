@@ -7,7 +7,8 @@
 ``MINED``: the output of ``chromoseg mine-singles`` (one ADIR-format folder per image): every
 mined single (a connected piece of its ``K.tif``) is scored as a KICS chromosome is, against its
 mined mask (Otsu's foreground, not a hand-drawn label). Mined from the unlabelled G-band images,
-they are a G-band validation set that leaves the KICS karyogram for the final figure.
+they are a G-band validation set that leaves the KICS karyogram for the final figure. The model
+is the shipped G-band one (``segmenter/pretrained_gband``) unless ``--model`` names another.
 
 The karyogram (``mHomSap_male.jpeg``, 1533x2004 RGB, BSD-3) has an instance mask
 (``labelled.png``: 46 chromosomes, ids 1..46), each chromosome lying alone (its homologue often
@@ -80,7 +81,12 @@ def main() -> None:
     parser.add_argument(
         "--data", type=Path, required=True, help="KICS karyogram folder or mined singles"
     )
-    parser.add_argument("--model", help="segmenter model folder (default: the shipped one)")
+    parser.add_argument(
+        "--model",
+        default=api.PRETRAINED_DARK,
+        help="segmenter model folder (default: the shipped G-band model, "
+        "segmenter/pretrained_gband, which chromoseg run uses for dark-chromosome images)",
+    )
     parser.add_argument("--json", type=Path, help="write the figures here")
     parser.add_argument("--montage", type=Path, help="write image | truth | prediction here")
     args = parser.parse_args()

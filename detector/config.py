@@ -61,6 +61,9 @@ class TrainSettings:
     clip_grad_norm: float | None = 10.0
     workers: int = 4
     bf16: bool | Literal["auto"] = "auto"  # bf16 autocast where fast (pipeline.core.device)
+    # the weights kept in the model folder: the best validation epoch's, or the last epoch's (a
+    # fine-tune for material the validation score does not measure)
+    keep: Literal["best", "last"] = "best"
     init: dict[str, str] | None = None  # set by training: the model folder fine-tuned from
 
 

@@ -21,6 +21,9 @@ class DetectorSettings:
 @dataclass
 class SegmenterSettings:
     model: Path | None = None  # model folder; None: the shipped segmenter/pretrained
+    # for images whose chromosomes are dark (G-banded brightfield); None: the shipped
+    # segmenter/pretrained_gband
+    model_dark: Path | None = None
     batch_size: int = 64
     margin: int | None = None  # None: the model's own
     views: Literal[1, 2, 4] | None = None  # crops of 2+ averaged over views; None: the model's own

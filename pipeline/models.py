@@ -5,6 +5,8 @@ tests (and other engines) can pass their own.
 (full-image pixel edges) and scores ``(N,)``.
 ``Models.segment(crops)``: ``(N, 88, 88)`` float32 -> class probabilities ``(N, 4, 88, 88)``
 float32 (0 background, 1 chromosome A, 2 chromosome B, 3 overlap).
+``Models.segment_dark(crops)``: the same for crops of images whose chromosomes were dark
+(G-banded brightfield: ``pipeline.normalised`` turned them bright); None: ``segment``.
 ``Models.margin``: crop margin in pixels (the geometry the segmenter was trained with).
 ``Models.info``: what ``run.json`` records about them (folders, sha256 of the weights).
 ``Models.max_boxes``: the most boxes the detector returns for one image (None: no limit); an image
@@ -19,7 +21,8 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from pipeline.config import PipelineConfig
-from pipeline.core.modelfolder import describe
+from pipeline.core.errors import ConfigError
+from pipeline.core.modelfolder import ModelFolder, describe
 
 
 @dataclass
@@ -29,26 +32,51 @@ class Models:
     margin: int
     info: dict = field(default_factory=dict)
     max_boxes: int | None = None
+    segment_dark: Callable[[np.ndarray], np.ndarray] | None = None
+
+    def segmenter_for(self, dark: bool) -> Callable[[np.ndarray], np.ndarray]:
+        """The segment function for an image whose chromosomes were dark (True) or bright."""
+        return self.segment_dark if dark and self.segment_dark is not None else self.segment
 
 
 def load_models(config: PipelineConfig, device: str | None = "cpu") -> Models:
-    """The detector and segmenter named in a pipeline config (None: the shipped ones), both under
+    """The detector and segmenters named in a pipeline config (None: the shipped ones), all under
     bf16 autocast as ``config.bf16`` says; the crop margin and the views averaged
     (``segmenter.api.segment``) are the segmenter's own unless the config sets
-    ``segmenter.margin`` / ``segmenter.views``. ``device``: as
+    ``segmenter.margin`` / ``segmenter.views``. The segmenter for dark-chromosome images
+    (``segmenter.model_dark``) is loaded when the first such image comes. ``device``: as
     ``pipeline.core.device.select_device`` takes it (None: cuda where available)."""
     from detector import api as detector_api
     from segmenter import api as segmenter_api
+    from segmenter.config import SegmenterConfig
 
     detector_folder = config.detector.model or detector_api.PRETRAINED
     segmenter_folder = config.segmenter.model or segmenter_api.PRETRAINED
+    dark_folder = config.segmenter.model_dark or segmenter_api.PRETRAINED_DARK
     detector_model = detector_api.load_model(detector_folder, device, config.bf16)
-    segmenter_model = segmenter_api.load_model(segmenter_folder, device, config.bf16)
-    if config.segmenter.views is not None:
-        segmenter_model.config.inference.flip_average = True
-        segmenter_model.config.inference.views = config.segmenter.views
     margin = config.segmenter.margin
     batch_size = config.segmenter.batch_size
+
+    def load_segmenter(folder):
+        model = segmenter_api.load_model(folder, device, config.bf16)
+        if config.segmenter.views is not None:
+            model.config.inference.views = config.segmenter.views
+        return model
+
+    segmenter_model = load_segmenter(segmenter_folder)
+    dark = ModelFolder(dark_folder, segmenter_api.STAGE, SegmenterConfig)  # checked now
+    if margin is None and dark.config.data.margin != segmenter_model.margin:
+        raise ConfigError(
+            f"segmenter.model_dark ({dark_folder}) was trained with crop margin "
+            f"{dark.config.data.margin}, segmenter.model with {segmenter_model.margin}: "
+            "set segmenter.margin"
+        )
+    dark_models = []  # loaded on first use: most batches have no dark-chromosome image
+
+    def segment_dark(crops: np.ndarray) -> np.ndarray:
+        if not dark_models:
+            dark_models.append(load_segmenter(dark_folder))
+        return segmenter_api.segment(dark_models[0], crops, batch_size=batch_size)[1]
 
     def detect(image: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         return detector_api.detect(
@@ -68,6 +96,8 @@ def load_models(config: PipelineConfig, device: str | None = "cpu") -> Models:
         info={
             "detector": describe(detector_folder),
             "segmenter": describe(segmenter_folder),
+            "segmenter_dark": dark.describe(),
         },
         max_boxes=detector_model.config.model.box_detections_per_img,
+        segment_dark=segment_dark,
     )

@@ -79,6 +79,8 @@ def read_label_tiff(path: Path) -> np.ndarray:
 
 def palette(count: int) -> np.ndarray:
     """uint8 ``(count, 3)`` RGB colours, well apart, the same on every run (golden-ratio hues)."""
+    if count == 0:  # OpenCV refuses an empty image
+        return np.zeros((0, 3), np.uint8)
     hues = (np.arange(count) * 0.618033988749895 % 1.0 * 180).astype(np.uint8)
     hsv = np.stack([hues, np.full(count, 200, np.uint8), np.full(count, 255, np.uint8)], -1)
     return cv2.cvtColor(hsv[None], cv2.COLOR_HSV2RGB)[0]

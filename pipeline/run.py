@@ -273,7 +273,8 @@ def segment_images(
     pool: Executor | None = None,
 ) -> None:
     """Cut, segment and map back every crop of these images, ``segmenter.batch_size`` crops per
-    U-Net call, adding each crop's chromosomes to its image's ``pieces`` (in box order).
+    U-Net call, adding each crop's chromosomes to its image's ``pieces`` (in box order). Images
+    whose chromosomes were dark (G-band) go through ``Models.segment_dark``.
 
     The crops of all the images share the calls; the segmenter gives every network call the same
     number of crops (``segmenter.api.segment``), so a crop's result does not depend on which other
@@ -282,7 +283,6 @@ def segment_images(
     is bounded by a few calls' crops and probabilities, however many crops an image has.
     """
     batch_size = config.segmenter.batch_size
-    items = [(item, index) for item in detected for index in range(len(item.boxes))]
     in_flight: deque = deque()
 
     def settle(limit: int) -> None:
@@ -291,17 +291,25 @@ def segment_images(
             for (item, _), pieces in zip(chunk, future.result(), strict=True):
                 item.pieces += pieces
 
-    for start in range(0, len(items), batch_size):
-        chunk = items[start : start + batch_size]
-        crops = np.stack([item.crop(index) for item, index in chunk])
-        probabilities = np.asarray(models.segment(crops))
-        if pool is None:
-            future = Future()
-            future.set_result(_chunk_pieces(chunk, probabilities, config.stitch))
-        else:
-            future = pool.submit(_chunk_pieces, chunk, probabilities, config.stitch)
-        in_flight.append((chunk, future))
-        settle(MAPS_IN_FLIGHT)
+    for dark in (False, True):  # each polarity has its own segmenter (Models.segmenter_for)
+        segment = models.segmenter_for(dark)
+        items = [
+            (item, index)
+            for item in detected
+            if item.image.normalised.flip == dark
+            for index in range(len(item.boxes))
+        ]
+        for start in range(0, len(items), batch_size):
+            chunk = items[start : start + batch_size]
+            crops = np.stack([item.crop(index) for item, index in chunk])
+            probabilities = np.asarray(segment(crops))
+            if pool is None:
+                future = Future()
+                future.set_result(_chunk_pieces(chunk, probabilities, config.stitch))
+            else:
+                future = pool.submit(_chunk_pieces, chunk, probabilities, config.stitch)
+            in_flight.append((chunk, future))
+            settle(MAPS_IN_FLIGHT)
     settle(0)
 
 

@@ -44,6 +44,12 @@ def _add_model_options(parser: argparse.ArgumentParser) -> None:
         help="segmenter model folder (default: the config's, else the shipped model)",
     )
     parser.add_argument(
+        "--segmenter-model-dark",
+        metavar="DIR",
+        help="segmenter model folder for images whose chromosomes are dark, G-banded brightfield "
+        "(default: the config's, else the shipped segmenter/pretrained_gband)",
+    )
+    parser.add_argument(
         "--scale",
         type=scale_argument,
         metavar="X",
@@ -153,8 +159,10 @@ def _config_and_models(args):
     overrides = {}
     if args.detector_model:
         overrides["detector"] = {"model": args.detector_model}
-    if args.segmenter_model:
-        overrides["segmenter"] = {"model": args.segmenter_model}
+    segmenter = {"model": args.segmenter_model, "model_dark": args.segmenter_model_dark}
+    segmenter = {key: value for key, value in segmenter.items() if value}
+    if segmenter:
+        overrides["segmenter"] = segmenter
     if args.scale is not None:
         overrides["scale"] = args.scale
     config = load_config(args.config, **overrides)

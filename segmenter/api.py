@@ -25,6 +25,8 @@ from pipeline.core.modelfolder import ModelFolder
 from segmenter.config import SegmenterConfig
 
 PRETRAINED = Path(__file__).resolve().parent / "pretrained"
+# the shipped model for G-banded images (chromosomes dark, inverted by pipeline.imageio.normalise)
+PRETRAINED_DARK = Path(__file__).resolve().parent / "pretrained_gband"
 # the views averaged after the crop itself, as the (row, column) axes of (N, H, W) flipped (the
 # same axes of (N, 4, H, W) probabilities, counted from the end): left-right, upside down, both
 MIRRORS = ((-1,), (-2,), (-2, -1))
@@ -80,17 +82,17 @@ def segment(
     ``pipeline.core.device.bf16_available``) the network runs in bf16 (``load_model`` made its
     bf16 form; a network given otherwise runs under bf16 autocast).
 
-    With ``inference.flip_average`` in the model's config (the shipped model has it), every crop
+    With ``inference.views`` 2 or 4 in the model's config (the shipped model has 4), every crop
     whose labels hold any chromosome-B or overlap pixel (two or more chromosomes: on ADIR about a
-    quarter of the crops) is segmented again mirrored (``inference.views`` 2: left-right; 4: also
-    upside down and both, i.e. turned half; 1: not at all) and the predictions are averaged,
+    quarter of the crops) is segmented again mirrored (2: left-right; 4: also upside down and
+    both, i.e. turned half; 1: not at all) and the predictions are averaged,
     each mirrored one's A and B exchanged where that matches the average so far better.
     """
     crops = np.asarray(crops, np.float32)
     if crops.ndim != 3 or min(crops.shape[1:], default=0) < 1:
         raise ValueError(f"crops must be (N, H, W), got shape {crops.shape}")
     probabilities = _probabilities(model, crops, batch_size)
-    views = model.config.inference.views if model.config.inference.flip_average else 1
+    views = model.config.inference.views
     if views > 1:
         labels = probabilities.argmax(axis=1)
         several = ((labels == 2) | (labels == 3)).any(axis=(1, 2))

@@ -35,13 +35,13 @@ def _train(args) -> int:
 
 
 def _load_model(args):
-    """The model of ``--model`` on ``--device``, without its mirrored pass under
+    """The model of ``--model`` on ``--device``, without its mirrored passes under
     ``--no-flip-average``."""
     from segmenter.api import load_model
 
     model = load_model(args.model, args.device)
     if args.no_flip_average:
-        model.config.inference.flip_average = False
+        model.config.inference.views = 1
     return model
 
 
@@ -177,7 +177,7 @@ def _add_inference_options(parser) -> None:
         "--no-flip-average",
         action="store_true",
         help="the network's single pass alone, without the mirrored passes that the "
-        "model's config (inference.flip_average, inference.views) asks for",
+        "model's config (inference.views) asks for",
     )
 
 

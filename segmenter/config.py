@@ -88,14 +88,23 @@ class TrainSettings:
     contact_weight: float = 4.0
     workers: int = 2
     bf16: bool | Literal["auto"] = "auto"
+    # the weights kept in the model folder: the best validation epoch's, or the last epoch's (a
+    # fine-tune for material the validation score does not measure)
+    keep: Literal["best", "last"] = "best"
     init: dict[str, str] | None = None  # set by training: the model folder fine-tuned from
 
 
 @dataclass
 class InferenceSettings:
-    flip_average: bool = True
-    views: Literal[1, 2, 4] = 4  # with flip_average: the crop and its mirror images averaged
+    views: Literal[1, 2, 4] = 4  # crops of 2+ chromosomes: the crop and its mirror images averaged
     bf16: bool | Literal["auto"] = False
+
+    @staticmethod
+    def upgrade(settings: dict) -> dict:
+        """Configs before ``views`` said it all: ``flip_average: false`` is ``views: 1``."""
+        if settings.pop("flip_average", True) is False:
+            settings["views"] = 1
+        return settings
 
 
 @dataclass

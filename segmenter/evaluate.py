@@ -24,6 +24,8 @@ from segmenter.config import DataSettings, SyntheticOptions
 from segmenter.h5data import load_h5_pairs
 from segmenter.targets import CLASS_NAMES
 
+OVERLAP = CLASS_NAMES.index("overlap")
+
 SYNTHETIC_SEEDS = {"val": 2016, "test": 2017}  # synthetic clusters of each held-out part
 SYNTHETIC_SETS = {  # name: (pair kinds, or None for clusters of 3-5; banding share)
     "synthetic_crossing": (("cross",), 0.0),
@@ -156,16 +158,17 @@ def separated_by_band(values: np.ndarray, separated: np.ndarray, bands) -> dict:
 
 def score(sets: dict, labels: dict[str, np.ndarray]) -> dict:
     """``{set name: metrics.evaluate_labels(...) with "separation": metrics.separation(...)}``
-    of the predicted ``labels`` of every set that has them; pair sets with crossings (synthetic
-    crossing pairs) also get ``separated_by_angle`` (``ANGLE_BANDS`` of ``crossing_angles``) and
-    ``separated_by_size`` (``SIZE_BANDS`` of ``size_ratios``), each ``separated_by_band``."""
+    of the predicted ``labels`` of every set that has them; sets whose every crop is a crossing
+    (an overlap in each: the synthetic crossing pairs) also get ``separated_by_angle``
+    (``ANGLE_BANDS`` of ``crossing_angles``) and ``separated_by_size`` (``SIZE_BANDS`` of
+    ``size_ratios``), each ``separated_by_band``."""
     results = {}
     for name, predicted in labels.items():
         targets = sets[name][1]
         results[name] = metrics.evaluate_labels(predicted, targets)
         summary, separated = metrics.separation(predicted, targets)
         results[name]["separation"] = summary
-        if name == "synthetic_crossing":
+        if len(targets) and (targets == OVERLAP).any(axis=(1, 2)).all():
             results[name]["separated_by_angle"] = separated_by_band(
                 crossing_angles(targets), separated, ANGLE_BANDS
             )

@@ -30,6 +30,7 @@ def test_wheel_carries_the_configs_split_samples_and_models_and_runs_elsewhere(t
         "pipeline/shipped/data/samples/adir/A02__XY/A0201XYD.tif",
         "detector/pretrained/weights.pt",
         "segmenter/pretrained/weights.pt",
+        "segmenter/pretrained_gband/weights.pt",
     ):
         assert name in names, name
 

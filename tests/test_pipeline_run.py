@@ -139,6 +139,27 @@ def test_outputs_of_a_run(tmp_path):
     assert not list(out.rglob(".*tmp*"))
 
 
+def test_images_with_dark_chromosomes_go_to_the_dark_segmenter(tmp_path):
+    """A bright metaphase and the same metaphase inverted (G-band-like: dark chromosomes on a
+    bright background) in one batch: the inverted one's crops, and only those, go to
+    ``segment_dark``; without one, both get the same chromosomes. An image left with no
+    chromosome is done all the same, with its (empty) outputs."""
+    folder = tmp_path / "data" / "slide"
+    folder.mkdir(parents=True)
+    cv2.imwrite(str(folder / "bright.png"), metaphase(0))
+    cv2.imwrite(str(folder / "dark.png"), 255 - metaphase(0))
+    counts = {}
+    for name, dark in (("blind", background_only), ("none", None)):
+        models = dataclasses.replace(fake_models(), segment_dark=dark)
+        summary = run(tmp_path / "data", tmp_path / name, models)
+        assert summary.exit_code == 0
+        table = pd.read_csv(tmp_path / name / "chromosomes.csv")
+        counts[name] = table["image"].value_counts().to_dict()
+    assert counts["blind"] == {"slide/bright.png": 7}
+    assert (tmp_path / "blind" / "images" / "slide" / "dark.overlay.png").is_file()
+    assert counts["none"] == {"slide/bright.png": 7, "slide/dark.png": 7}
+
+
 def test_every_bad_input_fails_alone_with_one_clear_line(tmp_path, capsys):
     data = tmp_path / "data"
     good = make_slides(data, 1)[0]
@@ -273,6 +294,38 @@ def test_cli_run_with_injected_models(tmp_path, monkeypatch, capsys):
     assert len(pd.read_csv(out / "chromosomes.csv")) == 2
     assert main(["run", str(tmp_path / "nothing*.png"), "--out", str(out)]) == 2
     assert "chromoseg: error: no image found" in capsys.readouterr().err
+
+
+def test_segmenter_model_options_reach_the_config(tmp_path, monkeypatch):
+    """``--segmenter-model-dark`` sets ``segmenter.model_dark`` alone."""
+    seen = {}
+
+    def load(config, device):
+        seen["segmenter"] = config.segmenter
+        return fake_models()
+
+    monkeypatch.setattr("pipeline.models.load_models", load)
+    cv2.imwrite(str(tmp_path / "m.png"), metaphase(0))
+    args = ["run", str(tmp_path / "m.png"), "--out", str(tmp_path / "out")]
+    assert main(args + ["--segmenter-model-dark", str(tmp_path / "gband")]) == 0
+    assert seen["segmenter"].model is None
+    assert seen["segmenter"].model_dark == tmp_path / "gband"
+
+
+def test_a_dark_segmenter_of_another_margin_is_refused(tmp_path):
+    from pipeline.config import load_config
+    from pipeline.core.errors import ConfigError
+    from pipeline.core.modelfolder import ModelFolder
+    from pipeline.models import load_models
+    from segmenter.config import load_config as segmenter_config
+    from segmenter.model import build_model
+
+    config = segmenter_config(None, model={"channels": [4, 8]}, data={"margin": 9})
+    ModelFolder.save(tmp_path, build_model(config.model), config, "segmenter")
+    with pytest.raises(ConfigError, match="margin"):
+        load_models(load_config(None, segmenter={"model_dark": tmp_path}), "cpu")
+    models = load_models(load_config(None, segmenter={"model_dark": tmp_path, "margin": 4}), "cpu")
+    assert models.info["segmenter_dark"]["folder"] == str(tmp_path)
 
 
 SHIPPED = all(

@@ -109,8 +109,8 @@ def test_auto_scale_sees_wide_chromosomes_at_the_models_width(tmp_path):
 
 def test_a_gband_synthetic_metaphase_is_found_with_no_flags(tmp_path):
     """Dark banded chromosomes on a bright background, twice ADIR's width, run with the shipped
-    models and the default config (seen at about half its size): most chromosomes come back,
-    few extra."""
+    models and the default config (seen at about half its size, its crops segmented by the G-band
+    segmenter): most chromosomes come back, few extra."""
     options = replace(
         SMALL,
         scale=(2.0, 2.0),

@@ -254,6 +254,11 @@ def test_crossing_separation_reported_by_angle():
     sizes = result["synthetic_crossing"]["separated_by_size"]
     assert sizes["0.6-1"] == {"crops": 2, "separated": 0.5}
     assert sizes["0-0.3"]["crops"] == 0
+    # a set with a crop that holds no overlap (touching) gets no crossing breakdown
+    touching = np.where(targets == OVERLAP, 1, targets).astype(np.uint8)
+    mixed = np.stack([targets[0], touching[1]])
+    result = evaluate.score({"pairs": (None, mixed)}, {"pairs": mixed})
+    assert "separated_by_angle" not in result["pairs"]
 
 
 def test_size_ratio_of_a_small_chromosome_over_a_large_one():

@@ -6,6 +6,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+import yaml
 
 from pipeline.core.modelfolder import ModelFolder
 from segmenter import api, cli
@@ -34,8 +35,8 @@ class HalvesNet(torch.nn.Module):
         return 8 * logits
 
 
-def model_with(net, flip_average: bool, views: int = 4) -> api.Segmenter:
-    config = load_config(None, inference={"flip_average": flip_average, "views": views})
+def model_with(net, views: int) -> api.Segmenter:
+    config = load_config(None, inference={"views": views})
     return api.Segmenter(net, config, torch.device("cpu"))
 
 
@@ -45,7 +46,7 @@ def crops(count: int = 5) -> np.ndarray:
 
 def test_every_network_call_gets_the_batch_size():
     net = HalvesNet()
-    labels, probabilities = api.segment(model_with(net, False), crops(5), batch_size=4)
+    labels, probabilities = api.segment(model_with(net, 1), crops(5), batch_size=4)
     assert net.batches == [4, 4]
     assert labels.shape == (5, 88, 88) and probabilities.shape == (5, 4, 88, 88)
 
@@ -53,22 +54,22 @@ def test_every_network_call_gets_the_batch_size():
 def test_mirrored_pass_agrees_after_exchanging_a_and_b():
     # mirrored, this network's A and B change sides: aligned, the mirrored pass says the same
     images = crops()
-    plain = api.segment(model_with(HalvesNet(), False), images)
-    averaged = api.segment(model_with(HalvesNet(), True), images)
+    plain = api.segment(model_with(HalvesNet(), 1), images)
+    averaged = api.segment(model_with(HalvesNet(), 4), images)
     np.testing.assert_allclose(averaged[1], plain[1], atol=1e-6)
     np.testing.assert_array_equal(averaged[0], plain[0])
 
 
 def test_crops_of_one_label_get_no_second_pass():
     net = HalvesNet(one_label=True)
-    api.segment(model_with(net, True), crops(), batch_size=8)
+    api.segment(model_with(net, 4), crops(), batch_size=8)
     assert net.batches == [8]
 
 
 @pytest.mark.parametrize("views", [1, 2, 4])
 def test_crops_of_two_labels_get_every_mirrored_view(views):
     net = HalvesNet()
-    api.segment(model_with(net, True, views), crops(5), batch_size=8)
+    api.segment(model_with(net, views), crops(5), batch_size=8)
     assert net.batches == [8] + [2] * 3 * (views - 1)  # 5 crops in calls of a quarter batch
 
 
@@ -79,7 +80,7 @@ def test_flip_average_is_mirror_symmetric(axis):
     config = load_config(CONFIGS / "segmenter.yaml")
     torch.manual_seed(0)
     net = build_model(config.model).eval()
-    model = model_with(net, True)
+    model = model_with(net, 4)
     images = crops(4)
     _, straight = api.segment(model, images, batch_size=4)
     _, mirrored = api.segment(model, np.ascontiguousarray(np.flip(images, axis)), batch_size=4)
@@ -93,11 +94,20 @@ def test_no_flip_average_option_turns_the_second_pass_off(tmp_path):
     config = load_config(CONFIGS / "segmenter.yaml", model={"channels": [4, 8]})
     ModelFolder.save(tmp_path, build_model(config.model), config, "segmenter")
     options = {"model": str(tmp_path), "device": "cpu"}
-    assert cli._load_model(
-        Namespace(**options, no_flip_average=False)
-    ).config.inference.flip_average
+    assert cli._load_model(Namespace(**options, no_flip_average=False)).config.inference.views == 4
     single = cli._load_model(Namespace(**options, no_flip_average=True))
-    assert single.config.inference.flip_average is False
+    assert single.config.inference.views == 1
+
+
+@pytest.mark.parametrize("flip_average, views", [(True, 4), (False, 1)])
+def test_a_model_config_from_before_views_loads(tmp_path, flip_average, views):
+    """Model folders written when ``inference.flip_average`` was a setting of its own."""
+    config = load_config(CONFIGS / "segmenter.yaml", model={"channels": [4, 8]})
+    ModelFolder.save(tmp_path, build_model(config.model), config, "segmenter")
+    written = yaml.safe_load((tmp_path / "config.yaml").read_text())
+    written["inference"] = {"flip_average": flip_average, "views": 4}
+    (tmp_path / "config.yaml").write_text(yaml.safe_dump(written))
+    assert api.load_model(tmp_path, "cpu").config.inference.views == views
 
 
 def test_load_model_bf16_setting_replaces_the_configs():
@@ -121,7 +131,7 @@ def test_pipeline_config_chooses_the_views(monkeypatch, views, calls):
     from pipeline.models import load_models
 
     net = HalvesNet()  # two labels in every crop: every view runs
-    monkeypatch.setattr(api, "load_model", lambda *args, **kwargs: model_with(net, True, 4))
+    monkeypatch.setattr(api, "load_model", lambda *args, **kwargs: model_with(net, 4))
     models = load_models(pipeline_config(None, segmenter={"views": views}), "cpu")
     models.segment(crops(2))
     assert len(net.batches) == calls  # the crop, then one call per further view

@@ -54,7 +54,7 @@ def test_default_costs_at_most_an_eighth_of_hu2017():
 def test_save_load_round_trip(tmp_path, name):
     torch.manual_seed(0)
     config = load_config(CONFIGS / name)
-    config.inference.flip_average = False  # the network's own output, compared below
+    config.inference.views = 1  # the network's own output, compared below
     net = build_model(config.model)
     for parameter in net.parameters():  # make weights and batchnorm statistics non-trivial
         parameter.data.normal_(0, 0.1)

@@ -13,7 +13,9 @@ import pytest
 from pipeline.config import load_config
 from pipeline.core import adir
 from pipeline.evaluate import evaluate
+from pipeline.inputs import find_jobs
 from pipeline.models import load_models
+from pipeline.run import process_image
 
 SAMPLES = Path(__file__).resolve().parents[1] / "data" / "samples" / "adir"
 # {bf16: {image: (chromosomes found, true, matched)}}: measured with the models shipped in this
@@ -37,3 +39,18 @@ def test_shipped_models_give_the_pinned_counts_on_the_samples(bf16):
         for item in results["per_image"]
     }
     assert found == PINNED[bf16]
+
+
+GBAND_SAMPLE = SAMPLES.parent / "gband" / "103071.jpg"
+# {bf16: chromosomes found}: the G-banded sample (no labels), dark chromosomes, so its crops go to
+# the shipped G-band segmenter (segmenter/pretrained_gband)
+PINNED_GBAND = {False: 28, True: 28}
+
+
+@pytest.mark.parametrize("bf16", [False, True])
+def test_shipped_models_give_the_pinned_count_on_the_gband_sample(bf16):
+    config = load_config(None, bf16=bf16)
+    (job,) = find_jobs([str(GBAND_SAMPLE)])
+    result = process_image(job, load_models(config, "cpu"), config)
+    assert result.normalised.flip  # read as dark chromosomes on a bright background
+    assert len(result.instances) == PINNED_GBAND[bf16]

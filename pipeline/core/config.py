@@ -55,11 +55,16 @@ def load(schema: type[T], path: str | Path | None = None, overrides: dict | None
 
 def parse(schema: type[T], data: object, where: str = "", base: Path | None = None) -> T:
     """The dataclass ``schema`` from a mapping (missing keys take their defaults); ``where``
-    prefixes the setting names in messages; relative ``Path`` fields are joined to ``base``."""
+    prefixes the setting names in messages; relative ``Path`` fields are joined to ``base``. A
+    schema with an ``upgrade(mapping) -> mapping`` static method has its older settings
+    rewritten first (configs of models trained before a setting changed)."""
     if data is None:
         data = {}
     if not isinstance(data, dict):
         raise ConfigError(f"{where.rstrip('.') or 'the config'} must be a mapping of settings")
+    upgrade = getattr(schema, "upgrade", None)  # a schema's older spellings, rewritten
+    if upgrade is not None:
+        data = upgrade(dict(data))
     fields = {field.name: field for field in dataclasses.fields(schema)}
     unknown = [f"{where}{key}" for key in data if key not in fields]
     if unknown:

@@ -12,8 +12,9 @@ rest, the same way for both:
   (``{"model", "optimizer", "scheduler", "epoch": the last finished epoch, 0-based, "config",
   "best_score", "best_epoch"}``, written atomically). Whenever the validation score is the best
   so far the model folder ``model/`` (``pipeline.core.modelfolder``) is written from that epoch,
-  so that it always holds the best validation epoch (a run of 0 epochs saves the network it
-  starts with); at the end it gets the log and the split.
+  so that it always holds the best validation epoch; with ``train.keep: last`` it is written
+  every epoch instead, and holds the last (a run of 0 epochs saves the network it starts with).
+  At the end it gets the log and the split.
 
 Run folder: ``train.log``, ``train_log.csv``, ``checkpoint.pt``, ``split.json`` (the stage writes
 it), ``model/``.
@@ -197,9 +198,11 @@ def _save_atomic(state: dict, path: Path) -> None:
 
 def fit(run: Run, training: Training) -> ModelFolder:
     """Train for the run's remaining epochs (module doc); returns the model folder, holding the
-    best validation epoch."""
+    best validation epoch (``train.keep: last``: the last epoch)."""
     config, out, log = run.config, run.out, run.log
     epochs = config.train.epochs
+    keep_last = config.train.keep == "last"
+    kept_epoch, kept_score = 0, float("nan")
     columns = ("epoch", "lr", *training.columns, "seconds", "data_wait_s")
     first, best_score, best_epoch = 0, -np.inf, 0
     if run.checkpoint is not None:
@@ -223,6 +226,8 @@ def fit(run: Run, training: Training) -> ModelFolder:
         seconds = time.perf_counter() - started
         if figures["score"] > best_score:
             best_score, best_epoch = float(figures["score"]), epoch + 1
+        if keep_last or best_epoch == epoch + 1:
+            kept_epoch, kept_score = epoch + 1, float(figures["score"])
             ModelFolder.save(
                 out / MODEL_FOLDER,
                 training.network,
@@ -269,7 +274,17 @@ def fit(run: Run, training: Training) -> ModelFolder:
     for name in (LOG_FILE, SPLIT_FILE):
         if (out / name).is_file():
             (folder / name).write_text((out / name).read_text())
-    log.info("model folder %s: epoch %d, validation score %.4f", folder, best_epoch, best_score)
+    if keep_last and kept_epoch:
+        log.info(
+            "model folder %s: the last epoch, %d, validation score %.4f (the best: %.4f, epoch %d)",
+            folder,
+            kept_epoch,
+            kept_score,
+            best_score,
+            best_epoch,
+        )
+    else:
+        log.info("model folder %s: epoch %d, validation score %.4f", folder, best_epoch, best_score)
     return ModelFolder(folder, training.stage, type(config))
 
 

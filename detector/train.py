@@ -4,8 +4,9 @@ The epochs, checkpoints, resume rules, log and model folder are the training eng
 (``pipeline.core.engine``); this module gives it the data, network, optimiser, losses and
 validation. Validation: AP50, F1, recall and precision on the validation slides at the threshold
 with the highest F1; the score kept is that F1. The model folder ``out/model`` (``detector.api``)
-gets the best validation epoch's weights, that epoch's threshold in ``thresholds.json``, the log,
-the split and ``metrics.json`` of the test slides (``detector.evaluate``).
+gets the best validation epoch's weights (``train.keep: last``: the last epoch's), that epoch's
+threshold in ``thresholds.json``, the log, the split and ``metrics.json`` of the test slides
+(``detector.evaluate``).
 """
 
 from __future__ import annotations

@@ -189,8 +189,9 @@ def register(groups) -> None:
         description="Train the overlap U-Net (88x88 cluster crops -> background, chromosome A, "
         "chromosome B, overlap) on real clusters and synthetic pairs of an ADIR-format folder, "
         "split by slide (data/adir_split.json, or a fresh split for unknown slides). Writes a "
-        "model folder (config.yaml, weights.pt of the best validation epoch, metrics.json of "
-        "the test split, train_log.csv) plus checkpoint.pt every epoch.",
+        "model folder (config.yaml, weights.pt of the best validation epoch or, with "
+        "train.keep: last, of the last, metrics.json of the test split, train_log.csv) plus "
+        "checkpoint.pt every epoch.",
     )
     train.add_argument(
         "--config", default=DEFAULT_CONFIG, help=f"YAML config (default: {DEFAULT_CONFIG})"

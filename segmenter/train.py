@@ -2,7 +2,8 @@
 
 The epochs, checkpoints, resume rules, log and model folder are the training engine's
 (``pipeline.core.engine``): run folder ``--out`` with ``train.log``, ``train_log.csv``,
-``checkpoint.pt``, ``split.json`` and the model folder ``model/`` (the best validation epoch),
+``checkpoint.pt``, ``split.json`` and the model folder ``model/`` (the best validation epoch, or
+the last under ``train.keep: last``),
 which also gets ``metrics.json`` of the test split. This module gives the engine data, network,
 optimiser, loss and validation.
 
@@ -201,8 +202,8 @@ def train(
     init: str | Path | None = None,
     singles: list[str | Path] = (),
 ) -> dict:
-    """Train, pick the best validation epoch, evaluate it on the test split; returns the test
-    metrics (also written to ``out/model/metrics.json``).
+    """Train, keep the best validation epoch (or the last), evaluate it on the test split; returns
+    the test metrics (also written to ``out/model/metrics.json``).
 
     ``init``: a model folder whose weights the network starts from (fine-tuning; its layout
     must be the config's), recorded with its sha256 as ``train.init`` in the saved config.
@@ -287,5 +288,5 @@ def train(
     sets = evaluate.held_out_sets(data_dir, split, data_config, h5_path, workers)
     results = evaluate.evaluate(best, sets)
     (folder.path / METRICS_FILE).write_text(json.dumps(results, indent=2) + "\n")
-    log.info("test metrics (best validation epoch):\n%s", evaluate.format_table(results))
+    log.info("test metrics (the kept epoch):\n%s", evaluate.format_table(results))
     return results

@@ -202,7 +202,6 @@ def fit(run: Run, training: Training) -> ModelFolder:
     config, out, log = run.config, run.out, run.log
     epochs = config.train.epochs
     keep_last = config.train.keep == "last"
-    kept_epoch, kept_score = 0, float("nan")
     columns = ("epoch", "lr", *training.columns, "seconds", "data_wait_s")
     first, best_score, best_epoch = 0, -np.inf, 0
     if run.checkpoint is not None:
@@ -227,7 +226,6 @@ def fit(run: Run, training: Training) -> ModelFolder:
         if figures["score"] > best_score:
             best_score, best_epoch = float(figures["score"]), epoch + 1
         if keep_last or best_epoch == epoch + 1:
-            kept_epoch, kept_score = epoch + 1, float(figures["score"])
             ModelFolder.save(
                 out / MODEL_FOLDER,
                 training.network,
@@ -274,17 +272,13 @@ def fit(run: Run, training: Training) -> ModelFolder:
     for name in (LOG_FILE, SPLIT_FILE):
         if (out / name).is_file():
             (folder / name).write_text((out / name).read_text())
-    if keep_last and kept_epoch:
-        log.info(
-            "model folder %s: the last epoch, %d, validation score %.4f (the best: %.4f, epoch %d)",
-            folder,
-            kept_epoch,
-            kept_score,
-            best_score,
-            best_epoch,
-        )
-    else:
-        log.info("model folder %s: epoch %d, validation score %.4f", folder, best_epoch, best_score)
+    log.info(
+        "model folder %s: epoch %d (best validation score %.4f, epoch %d)",
+        folder,
+        epochs if keep_last else best_epoch,
+        best_score,
+        best_epoch,
+    )
     return ModelFolder(folder, training.stage, type(config))
 
 

@@ -4,11 +4,15 @@
     python benchmarks/bench_segmenter.py --model runs/segmenter_hu2017/model
     python benchmarks/bench_segmenter.py --config configs/segmenter.yaml   # untrained layout
 
-Prints multiply-adds per 88x88 crop, weights file size, and crops/s (median of --runs timed
-runs of one batch each, after --warmup untimed ones) with the machine's load average around the
-timing; --json writes the same figures. The crops are the real cluster crops of the shipped
-labelled samples (--data), so that the mirrored second pass runs on the crops it runs on in use
-(those with two or more chromosomes); noise crops (--data random) may skip it.
+    python benchmarks/bench_segmenter.py --batch-sizes 16 64 --crops 256  # batch sizes compared
+
+Prints multiply-adds per 88x88 crop, weights file size, and for each batch size (crops per
+network call) crops/s: the median of --runs timed runs over --crops crops each, after --warmup
+untimed ones, with the machine's load average around the timing, and the largest difference of
+the class probabilities from those at the first batch size (0: the same results). --json writes
+the same figures. The crops are the real cluster crops of the shipped labelled samples (--data),
+cycled to --crops, so that the mirrored passes run on the crops they run on in use (those with two
+or more chromosomes); noise crops (--data random) may skip them.
 """
 
 from __future__ import annotations
@@ -35,7 +39,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", help="model folder (default: the shipped model)")
     parser.add_argument("--config", help="time an untrained model of this config's layout")
-    parser.add_argument("--batch-size", type=int, default=64)
+    parser.add_argument("--batch-sizes", type=int, nargs="+", default=[api.BATCH_SIZE])
+    parser.add_argument("--crops", type=int, default=64, help="crops per timed run")
     parser.add_argument("--warmup", type=int, default=3)
     parser.add_argument("--runs", type=int, default=15)
     parser.add_argument("--threads", type=int, default=2)
@@ -59,37 +64,54 @@ def main() -> None:
         weights_bytes = (folder / WEIGHTS_FILE).stat().st_size
         source = str(folder)
     if args.data == "random":
-        crops = np.random.default_rng(0).random((args.batch_size, 88, 88)).astype(np.float32)
+        crops = np.random.default_rng(0).random((args.crops, 88, 88)).astype(np.float32)
     else:
         data = model.config.data
         real = dataset.prepare(adir.find_images(args.data), data.margin, data.context).crops.images
-        crops = real[np.arange(args.batch_size) % len(real)]
+        crops = real[np.arange(args.crops) % len(real)]
     load_before = os.getloadavg()[0]
-    for _ in range(args.warmup):
-        api.segment(model, crops, args.batch_size)
-    seconds = []
-    for _ in range(args.runs):
-        start = time.perf_counter()
-        api.segment(model, crops, args.batch_size)
-        seconds.append(time.perf_counter() - start)
+    batch_sizes, first = [], None
+    for batch_size in args.batch_sizes:
+        for _ in range(args.warmup):
+            _, probabilities = api.segment(model, crops, batch_size)
+        first = probabilities if first is None else first
+        seconds = []
+        for _ in range(args.runs):
+            start = time.perf_counter()
+            api.segment(model, crops, batch_size)
+            seconds.append(time.perf_counter() - start)
+        batch_sizes.append(
+            {
+                "batch_size": batch_size,
+                "median_seconds_per_run": statistics.median(seconds),
+                "crops_per_second_median": args.crops / statistics.median(seconds),
+                "crops_per_second_best": args.crops / min(seconds),
+                "max_probability_difference": float(np.abs(probabilities - first).max()),
+            }
+        )
     figures = {
         "model": source,
         "crops": args.data,
+        "crops_per_run": args.crops,
         "macs_per_crop": count_macs(model.net),
         "weights_bytes": int(weights_bytes),
-        "batch_size": args.batch_size,
         "threads": args.threads,
         "runs": args.runs,
-        "median_seconds_per_batch": statistics.median(seconds),
-        "crops_per_second_median": args.batch_size / statistics.median(seconds),
-        "crops_per_second_best": args.batch_size / min(seconds),
+        "batch_sizes": batch_sizes,
         # other processes on the machine slow the timing down: the 1-minute load average
         # before and after says how busy it was (2 cores: above ~2 means shared)
         "load_average_before": load_before,
         "load_average_after": os.getloadavg()[0],
     }
     for key, value in figures.items():
-        print(f"{key:<26} {value:.4g}" if isinstance(value, float) else f"{key:<26} {value}")
+        if key == "batch_sizes":
+            for row in value:
+                cells = (
+                    f"{k} {v:.4g}" if isinstance(v, float) else f"{k} {v}" for k, v in row.items()
+                )
+                print("  ".join(cells))
+        else:
+            print(f"{key:<26} {value:.4g}" if isinstance(value, float) else f"{key:<26} {value}")
     if args.json:
         Path(args.json).write_text(json.dumps(figures, indent=2) + "\n")
 

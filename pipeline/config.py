@@ -24,7 +24,7 @@ class SegmenterSettings:
     # for images whose chromosomes are dark (G-banded brightfield); None: the shipped
     # segmenter/pretrained_gband
     model_dark: Path | None = None
-    batch_size: int = 64
+    batch_size: int = 16  # crops per U-Net call (segmenter.api.BATCH_SIZE: the fastest here)
     margin: int | None = None  # None: the model's own
     views: Literal[1, 2, 4] | None = None  # crops of 2+ averaged over views; None: the model's own
     max_window: int = 132  # px at the models' scale: larger clusters get several windows

@@ -61,7 +61,10 @@ from segmenter.crops import CropGeometry, probabilities_to_image, windows_for_bo
 if TYPE_CHECKING:
     import pandas
 
-MAPS_IN_FLIGHT = 4  # U-Net calls whose probabilities may wait to be mapped back
+# crops handed to the segmenter at once (it runs them segmenter.batch_size at a time): enough
+# that the extra views of its crops of 2+ chromosomes fill whole network batches
+CROPS_PER_CALL = 256
+MAPS_IN_FLIGHT = 4  # segmenter calls whose probabilities may wait to be mapped back
 
 OUTPUT_SUFFIXES = {
     "table": ".csv",
@@ -272,17 +275,18 @@ def segment_images(
     config: PipelineConfig,
     pool: Executor | None = None,
 ) -> None:
-    """Cut, segment and map back every crop of these images, ``segmenter.batch_size`` crops per
-    U-Net call, adding each crop's chromosomes to its image's ``pieces`` (in box order). Images
+    """Cut, segment and map back every crop of these images, ``CROPS_PER_CALL`` crops per
+    segmenter call, adding each crop's chromosomes to its image's ``pieces`` (in box order). Images
     whose chromosomes were dark (G-band) go through ``Models.segment_dark``.
 
     The crops of all the images share the calls; the segmenter gives every network call the same
-    number of crops (``segmenter.api.segment``), so a crop's result does not depend on which other
-    images share its batch: resumed and uninterrupted runs give the same masks. With ``pool``,
-    its threads map one call's probabilities back while the network runs the next call. Memory
-    is bounded by a few calls' crops and probabilities, however many crops an image has.
+    number of crops (``segmenter.batch_size``; ``segmenter.api.segment``), so a crop's result does
+    not depend on which other images share its batch: resumed and uninterrupted runs give the same
+    masks. With ``pool``, its threads map one call's probabilities back while the network runs the
+    next call. Memory
+    is bounded by a few calls' crops and probabilities (about 32 MB a call), however many crops
+    an image has.
     """
-    batch_size = config.segmenter.batch_size
     in_flight: deque = deque()
 
     def settle(limit: int) -> None:
@@ -299,8 +303,8 @@ def segment_images(
             if item.image.normalised.flip == dark
             for index in range(len(item.boxes))
         ]
-        for start in range(0, len(items), batch_size):
-            chunk = items[start : start + batch_size]
+        for start in range(0, len(items), CROPS_PER_CALL):
+            chunk = items[start : start + CROPS_PER_CALL]
             crops = np.stack([item.crop(index) for item, index in chunk])
             probabilities = np.asarray(segment(crops))
             if pool is None:

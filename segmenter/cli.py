@@ -59,7 +59,7 @@ def _eval(args) -> int:
     sets = evaluate.held_out_sets(
         args.data, split, model.config.data, args.h5, args.workers, args.part
     )
-    labels = evaluate.predict(model, sets, args.batch_size)
+    labels = evaluate.predict(model, sets, args.batch_size or api.BATCH_SIZE)
     results = evaluate.score(sets, labels)
     print(evaluate.format_table(results))
     if args.montage:
@@ -134,11 +134,11 @@ def _segment(args) -> int:
     import numpy as np
 
     from pipeline.core.files import write_png
-    from segmenter.api import segment
+    from segmenter.api import BATCH_SIZE, segment
 
     crops = read_crops(args.crops)
     model = _load_model(args)
-    labels, probabilities = segment(model, crops, args.batch_size)
+    labels, probabilities = segment(model, crops, args.batch_size or BATCH_SIZE)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     if args.format in ("npy", "both"):
@@ -172,7 +172,9 @@ def _add_inference_options(parser) -> None:
     """Options shared by ``eval segmenter`` and ``segment``: which model runs where, and how."""
     parser.add_argument("--model", help="model folder (default: the shipped model)")
     parser.add_argument("--device", help="cpu, cuda (default: cuda when available, else cpu)")
-    parser.add_argument("--batch-size", type=int, default=64, help="default: 64")
+    parser.add_argument(
+        "--batch-size", type=int, help="crops per network call (default: 16, the fastest here)"
+    )
     parser.add_argument(
         "--no-flip-average",
         action="store_true",

@@ -108,7 +108,9 @@ def held_out_sets(
     return sets
 
 
-def predict(model: api.Segmenter, sets: dict, batch_size: int = 64) -> dict[str, np.ndarray]:
+def predict(
+    model: api.Segmenter, sets: dict, batch_size: int = api.BATCH_SIZE
+) -> dict[str, np.ndarray]:
     """``{set name: label maps (N, 88, 88) uint8}`` of ``model`` for every non-empty set."""
     return {
         name: api.segment(model, images, batch_size)[0]
@@ -178,7 +180,7 @@ def score(sets: dict, labels: dict[str, np.ndarray]) -> dict:
     return results
 
 
-def evaluate(model: api.Segmenter, sets: dict, batch_size: int = 64) -> dict:
+def evaluate(model: api.Segmenter, sets: dict, batch_size: int = api.BATCH_SIZE) -> dict:
     """``score`` of ``model``'s predictions for every non-empty set."""
     return score(sets, predict(model, sets, batch_size))
 

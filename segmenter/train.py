@@ -183,7 +183,7 @@ def _validate(model: api.Segmenter, val_sets: dict) -> tuple[float, dict]:
         targets = np.concatenate([targets for _, targets in pairs])
         if not len(images):
             continue
-        labels, _ = api.segment(model, images, batch_size=256)
+        labels, _ = api.segment(model, images)
         iou = metrics.evaluate_labels(labels, targets)["permutation_invariant"]["iou"]
         named = {"A": iou["chromosome_A"], "B": iou["chromosome_B"], "overlap": iou["overlap"]}
         ious.update({f"{half}_{name}": value for name, value in named.items()})

@@ -70,7 +70,8 @@ def test_crops_of_one_label_get_no_second_pass():
 def test_crops_of_two_labels_get_every_mirrored_view(views):
     net = HalvesNet()
     api.segment(model_with(net, views), crops(5), batch_size=8)
-    assert net.batches == [8] + [2] * 3 * (views - 1)  # 5 crops in calls of a quarter batch
+    # the 5 crops, then their mirror images, all views together, in calls of the batch size
+    assert net.batches == [8] * (1 + -(-5 * (views - 1) // 8))
 
 
 @pytest.mark.parametrize("axis", [-1, -2])
@@ -132,6 +133,6 @@ def test_pipeline_config_chooses_the_views(monkeypatch, views, calls):
 
     net = HalvesNet()  # two labels in every crop: every view runs
     monkeypatch.setattr(api, "load_model", lambda *args, **kwargs: model_with(net, 4))
-    models = load_models(pipeline_config(None, segmenter={"views": views}), "cpu")
-    models.segment(crops(2))
-    assert len(net.batches) == calls  # the crop, then one call per further view
+    config = pipeline_config(None, segmenter={"views": views, "batch_size": 2})
+    load_models(config, "cpu").segment(crops(2))
+    assert len(net.batches) == calls  # the two crops, then one call per further view

@@ -1,9 +1,11 @@
 """Start-up and exit of the program: importing the detector leaves torch's compiler out (torchvision
-works the same), and the program freezes its objects before it exits."""
+works the same), and how the program exits."""
 
 import subprocess
 import sys
 import textwrap
+
+import pytest
 
 # Run in a fresh interpreter: the test session has imported torchvision and dynamo already.
 SCRIPT = textwrap.dedent(
@@ -51,16 +53,36 @@ def test_detector_import_defers_dynamo_and_torchvision_ops_still_work():
     assert line in with_dynamo
 
 
-def test_the_program_exits_with_mains_code_after_freezing_its_objects(monkeypatch):
+class Exited(Exception):
+    pass
+
+
+def exit_calls(monkeypatch, children: list) -> list:
+    """``pipeline.cli.entry`` run with main returning 3 and ``children`` alive: what it called."""
     from pipeline import cli
 
     calls = []
+
+    def leave(how):
+        def record(code):
+            calls.append((how, code))
+            raise Exited
+
+        return record
+
     monkeypatch.setattr(cli, "main", lambda: calls.append("main") or 3)
+    monkeypatch.setattr(cli.multiprocessing, "active_children", lambda: children)
+    monkeypatch.setattr(cli.os, "_exit", leave("os._exit"))
+    monkeypatch.setattr(cli.sys, "exit", leave("sys.exit"))
     monkeypatch.setattr(cli.gc, "freeze", lambda: calls.append("freeze"))
-    try:
+    with pytest.raises(Exited):
         cli.entry()
-    except SystemExit as done:
-        assert done.code == 3
-    else:
-        raise AssertionError("entry() did not exit")
-    assert calls == ["main", "freeze"]
+    return calls
+
+
+def test_the_program_leaves_at_once_with_mains_code(monkeypatch):
+    assert exit_calls(monkeypatch, []) == ["main", ("os._exit", 3)]
+
+
+def test_with_child_processes_the_program_exits_normally(monkeypatch):
+    assert exit_calls(monkeypatch, ["a worker"]) == ["main", "freeze", ("sys.exit", 3)]

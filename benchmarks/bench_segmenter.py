@@ -72,7 +72,7 @@ def main() -> None:
     load_before = os.getloadavg()[0]
     batch_sizes, first = [], None
     for batch_size in args.batch_sizes:
-        for _ in range(args.warmup):
+        for _ in range(max(1, args.warmup)):  # the last warm-up's probabilities are compared
             _, probabilities = api.segment(model, crops, batch_size)
         first = probabilities if first is None else first
         seconds = []

@@ -74,6 +74,24 @@ def test_crops_of_two_labels_get_every_mirrored_view(views):
     assert net.batches == [8] * (1 + -(-5 * (views - 1) // 8))
 
 
+def test_class_labels_are_the_argmax_with_ties_to_the_lower_class():
+    probabilities = np.random.default_rng(2).random((3, 4, 9, 7)).astype(np.float32)
+    probabilities[:, 2, :4] = probabilities[:, 1, :4]  # ties
+    probabilities[0, :, 0, 0] = 0.25  # all four equal
+    labels = api.class_labels(probabilities)
+    assert labels.dtype == np.uint8
+    np.testing.assert_array_equal(labels, probabilities.argmax(axis=1))
+
+
+@pytest.mark.parametrize("views", [1, 4])
+def test_labels_are_the_argmax_of_the_averaged_probabilities(views):
+    config = load_config(CONFIGS / "segmenter.yaml")
+    torch.manual_seed(0)
+    model = model_with(build_model(config.model).eval(), views)
+    labels, probabilities = api.segment(model, crops(6), batch_size=4)
+    np.testing.assert_array_equal(labels, probabilities.argmax(axis=1))
+
+
 @pytest.mark.parametrize("axis", [-1, -2])
 def test_flip_average_is_mirror_symmetric(axis):
     # a mirrored crop (left-right or upside down) gives the mirrored result, up to which

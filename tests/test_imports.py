@@ -71,6 +71,7 @@ def exit_calls(monkeypatch, children: list) -> list:
         return record
 
     monkeypatch.setattr(cli, "main", lambda: calls.append("main") or 3)
+    monkeypatch.setattr(cli, "keep_freed_memory", lambda: calls.append("keep memory"))
     monkeypatch.setattr(cli.multiprocessing, "active_children", lambda: children)
     monkeypatch.setattr(cli.os, "_exit", leave("os._exit"))
     monkeypatch.setattr(cli.sys, "exit", leave("sys.exit"))
@@ -81,8 +82,37 @@ def exit_calls(monkeypatch, children: list) -> list:
 
 
 def test_the_program_leaves_at_once_with_mains_code(monkeypatch):
-    assert exit_calls(monkeypatch, []) == ["main", ("os._exit", 3)]
+    assert exit_calls(monkeypatch, []) == ["keep memory", "main", ("os._exit", 3)]
 
 
 def test_with_child_processes_the_program_exits_normally(monkeypatch):
-    assert exit_calls(monkeypatch, ["a worker"]) == ["main", "freeze", ("sys.exit", 3)]
+    assert exit_calls(monkeypatch, ["a worker"]) == [
+        "keep memory",
+        "main",
+        "freeze",
+        ("sys.exit", 3),
+    ]
+
+
+class FakeLibc:
+    """A C library that records its ``mallopt`` calls (or has none)."""
+
+    def __init__(self, has_mallopt: bool):
+        self.calls = []
+        if has_mallopt:
+            self.mallopt = lambda parameter, value: self.calls.append((parameter, value)) or 1
+
+
+@pytest.mark.parametrize("platform", ["linux", "darwin"])
+@pytest.mark.parametrize("has_mallopt", [True, False])
+def test_freed_memory_is_kept_where_glibc_can_be_told(monkeypatch, platform, has_mallopt):
+    from pipeline import cli
+
+    libc = FakeLibc(has_mallopt)
+    monkeypatch.setattr(cli.ctypes, "CDLL", lambda name: libc)
+    monkeypatch.setattr(cli.sys, "platform", platform)
+    cli.keep_freed_memory()
+    told = platform == "linux" and has_mallopt
+    # M_MMAP_THRESHOLD (-3) 32 MB, M_TRIM_THRESHOLD (-1) 1 GB, M_TOP_PAD (-2) 64 MB
+    expected = [(-3, 32 << 20), (-1, 1 << 30), (-2, 64 << 20)] if told else []
+    assert libc.calls == expected

@@ -33,6 +33,7 @@ class Models:
     info: dict = field(default_factory=dict)
     max_boxes: int | None = None
     segment_dark: Callable[[np.ndarray], np.ndarray] | None = None
+    on_cpu: bool = True  # the networks run on the CPU's cores (not a GPU)
 
     def segmenter_for(self, dark: bool) -> Callable[[np.ndarray], np.ndarray]:
         """The segment function for an image whose chromosomes were dark (True) or bright."""
@@ -100,4 +101,5 @@ def load_models(config: PipelineConfig, device: str | None = "cpu") -> Models:
         },
         max_boxes=detector_model.config.model.box_detections_per_img,
         segment_dark=segment_dark,
+        on_cpu=segmenter_model.device.type == "cpu",
     )

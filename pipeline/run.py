@@ -596,9 +596,10 @@ class _BatchRun:
         except Exception as error:
             return job, error
 
-    def networks(self, loaded: list[Future], pool: Executor, progress):
+    def networks(self, loaded: list[Future], pool: Executor | None, progress):
         """Detect and segment the loaded images of one batch (``load`` futures): their
-        ``Detected`` and per-image seconds; failed images are recorded."""
+        ``Detected`` and per-image seconds; failed images are recorded. ``pool``'s threads (if
+        any) map the probabilities back (``segment_images``)."""
         detected, seconds = [], []
         for future in loaded:
             job, image, read_seconds = future.result()
@@ -636,12 +637,19 @@ class _BatchRun:
         detected, seconds = self.networks(loaded, pool, progress)
         self.collect(self.start_finishing(pool, detected, seconds), progress)
 
-    def start_finishing(self, pool: Executor, detected: list[Detected], seconds: list[dict]):
-        """``finish`` futures of one batch's segmented images."""
-        return [
-            pool.submit(self.finish, item, item_seconds)
-            for item, item_seconds in zip(detected, seconds, strict=True)
-        ]
+    def start_finishing(
+        self, pool: Executor | None, detected: list[Detected], seconds: list[dict]
+    ) -> list[Future]:
+        """``finish`` futures of one batch's segmented images, run in ``pool``'s threads or,
+        without one, here and now."""
+        futures = []
+        for item, item_seconds in zip(detected, seconds, strict=True):
+            if pool is None:
+                futures.append(Future())
+                futures[-1].set_result(self.finish(item, item_seconds))
+            else:
+                futures.append(pool.submit(self.finish, item, item_seconds))
+        return futures
 
     def pending(self, resume: bool) -> list[ImageJob]:
         """The jobs still to do; with ``resume``, complete ones are recorded as resumed."""
@@ -662,18 +670,22 @@ class _BatchRun:
         )
         size = max(1, self.config.batch.images)
         batches = [todo[first : first + size] for first in range(0, len(todo), size)]
-        # the networks run on this thread, one batch at a time; the pool's threads read the next
-        # batch and stitch, measure and write the previous one meanwhile
+        # The networks run on this thread, one batch at a time, while the pool's threads read
+        # the next batch. On a GPU they also map back, stitch, measure and write the previous
+        # batch meanwhile; on the CPU that is done here, in order, after each batch's networks:
+        # the networks use every core, and a thread beside them made a 20-image run 7 % slower
+        # on this 2-core machine (docs/results.md, "Whole processes").
         with ThreadPoolExecutor(max_workers=self.workers) as pool:
+            beside = None if self.models.on_cpu else pool
             loading = [pool.submit(self.load, job) for job in batches[0]] if batches else []
             finishing = []
             for index in range(len(batches)):
                 loaded = loading
                 following = batches[index + 1] if index + 1 < len(batches) else []
                 loading = [pool.submit(self.load, job) for job in following]
-                detected, seconds = self.networks(loaded, pool, progress)
+                detected, seconds = self.networks(loaded, beside, progress)
                 self.collect(finishing, progress)
-                finishing = self.start_finishing(pool, detected, seconds)
+                finishing = self.start_finishing(beside, detected, seconds)
                 self.write_manifest()
             self.collect(finishing, progress)
         progress.close()
@@ -701,7 +713,9 @@ def run_batch(
 ) -> RunSummary:
     """Process ``jobs`` into ``out_dir`` (module docstring); never raises for a bad image.
 
-    ``workers`` threads read images and stitch/measure/write them, overlapping with the models.
+    ``workers`` threads read the next batch of images while the networks run on the current one
+    and, where the networks run on a GPU (``Models.on_cpu`` false), stitch, measure and write the
+    previous one meanwhile.
     """
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)

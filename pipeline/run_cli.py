@@ -113,7 +113,8 @@ def register(groups) -> None:
         type=int,
         default=1,
         metavar="N",
-        help="threads that read, stitch, measure and write images (default 1)",
+        help="threads that read the next images while the networks run (default 1); on a GPU "
+        "they also stitch, measure and write the previous ones",
     )
     run.add_argument("--quiet", action="store_true", help="no progress bar and no summary")
     run.add_argument(

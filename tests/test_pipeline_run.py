@@ -260,6 +260,33 @@ def test_two_runs_give_identical_outputs(tmp_path):
     assert compared == 2 + 3 * 3  # batch table, instances.json; per image table, TIFF, PNG
 
 
+@pytest.mark.parametrize("on_cpu", [True, False])
+def test_images_are_finished_beside_the_networks_only_on_a_gpu(tmp_path, monkeypatch, on_cpu):
+    import threading
+
+    from pipeline import run as engine
+
+    writers = []
+    write = engine.write_image_outputs
+
+    def recording(*args):
+        writers.append(threading.current_thread() is threading.main_thread())
+        return write(*args)
+
+    monkeypatch.setattr(engine, "write_image_outputs", recording)
+    make_slides(tmp_path / "data", 3)
+    run(tmp_path / "data", tmp_path / "cpu")
+    writers.clear()
+    run(
+        tmp_path / "data",
+        tmp_path / "out",
+        models=dataclasses.replace(fake_models(), on_cpu=on_cpu),
+    )
+    assert writers == [on_cpu] * 3
+    for name in ("chromosomes.csv", "instances.json"):
+        assert (tmp_path / "out" / name).read_bytes() == (tmp_path / "cpu" / name).read_bytes()
+
+
 def test_a_failed_write_leaves_no_file(tmp_path):
     def broken(temporary: Path):
         temporary.write_text("half")

@@ -21,6 +21,8 @@ from __future__ import annotations
 import base64
 import html
 import json
+import os
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -356,6 +358,18 @@ def _format(value, digits: int = 1) -> str:
     return "" if pd.isna(value) else f"{value:.{digits}f}"
 
 
+def _overlay_jpegs(pngs: list[bytes | None], options: ReportOptions) -> list:
+    """``as_jpegs`` (enlarged, thumbnail) of each overlay PNG, None where there is none; on every
+    core (OpenCV's codecs release the GIL)."""
+    widths = [options.enlarged_width, options.thumbnail_width]
+
+    def encode(png: bytes | None):
+        return None if png is None else as_jpegs(png, options.jpeg_quality, widths)
+
+    with ThreadPoolExecutor(max_workers=os.cpu_count() or 1) as pool:
+        return list(pool.map(encode, pngs))
+
+
 def _slide_section(
     slide: str,
     summary: pd.DataFrame,
@@ -401,18 +415,12 @@ def _slide_section(
         )
     parts.append("</table>")
     cards, boxes = [], []
-    for index, row in enumerate(summary.itertuples(index=False), start=first_index):
+    rows = list(summary.itertuples(index=False))
+    jpegs = _overlay_jpegs([overlays.get((row.slide, row.image)) for row in rows], options)
+    for index, (row, pictures) in enumerate(zip(rows, jpegs, strict=True), start=first_index):
         flags = _flags(row)
-        overlay = overlays.get((row.slide, row.image))
-        if overlay is not None:
-            enlarged, thumb = (
-                _data_uri(jpeg, "image/jpeg")
-                for jpeg in as_jpegs(
-                    overlay,
-                    options.jpeg_quality,
-                    [options.enlarged_width, options.thumbnail_width],
-                )
-            )
+        if pictures is not None:
+            enlarged, thumb = (_data_uri(jpeg, "image/jpeg") for jpeg in pictures)
             picture = (
                 f'<a href="#full-{index}"><img alt="overlay {escape(row.image)}" '
                 f'width="{options.thumbnail_width}" src="{thumb}"></a>'

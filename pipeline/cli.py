@@ -64,10 +64,10 @@ def main(argv: list[str] | None = None) -> int:
 def keep_freed_memory() -> None:
     """Ask glibc's malloc to keep freed blocks of up to 32 MB (crops, probabilities, image
     planes) for the next image instead of giving them back to the kernel, which zeroes every page
-    of the next array again on first touch: on this machine a 20-image run took about 212,000
-    page faults and 1.1 s of system time without this, 132,000 and 0.7 s with it
-    (docs/results.md, "Whole processes"). Nothing happens where the C library has no
-    ``mallopt`` (macOS, musl)."""
+    of the next array again on first touch: on this machine a 20-image run took 189,000-212,000
+    page faults and 1.0-1.7 s of system time without this, 131,000 and 0.7 s with it
+    (docs/results.md, "Whole processes"). Nothing happens off Linux or where the C library has
+    no ``mallopt``."""
     if not sys.platform.startswith("linux"):
         return
     mallopt = getattr(ctypes.CDLL(None), "mallopt", None)

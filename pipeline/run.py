@@ -673,8 +673,8 @@ class _BatchRun:
         # The networks run on this thread, one batch at a time, while the pool's threads read
         # the next batch. On a GPU they also map back, stitch, measure and write the previous
         # batch meanwhile; on the CPU that is done here, in order, after each batch's networks:
-        # the networks use every core, and a thread beside them made a 20-image run 7 % slower
-        # on this 2-core machine (docs/results.md, "Whole processes").
+        # the networks use every core, and a thread beside them made the 20 images of a run 7 %
+        # slower on this 2-core machine (docs/results.md, "Whole processes").
         with ThreadPoolExecutor(max_workers=self.workers) as pool:
             beside = None if self.models.on_cpu else pool
             loading = [pool.submit(self.load, job) for job in batches[0]] if batches else []

@@ -269,6 +269,18 @@ def _chunk_pieces(chunk: list, probabilities: np.ndarray, stitch_config: StitchS
     ]
 
 
+class InlineExecutor(Executor):
+    """An executor that runs each task at once, in the calling thread (no thread beside it)."""
+
+    def submit(self, fn, /, *args, **kwargs) -> Future:
+        future = Future()
+        try:
+            future.set_result(fn(*args, **kwargs))
+        except BaseException as error:
+            future.set_exception(error)
+        return future
+
+
 def segment_images(
     detected: list[Detected],
     models: Models,
@@ -287,6 +299,7 @@ def segment_images(
     is bounded by a few calls' crops and probabilities (about 32 MB a call), however many crops
     an image has.
     """
+    pool = pool or InlineExecutor()
     in_flight: deque = deque()
 
     def settle(limit: int) -> None:
@@ -307,11 +320,7 @@ def segment_images(
             chunk = items[start : start + CROPS_PER_CALL]
             crops = np.stack([item.crop(index) for item, index in chunk])
             probabilities = np.asarray(segment(crops))
-            if pool is None:
-                future = Future()
-                future.set_result(_chunk_pieces(chunk, probabilities, config.stitch))
-            else:
-                future = pool.submit(_chunk_pieces, chunk, probabilities, config.stitch)
+            future = pool.submit(_chunk_pieces, chunk, probabilities, config.stitch)
             in_flight.append((chunk, future))
             settle(MAPS_IN_FLIGHT)
     settle(0)
@@ -596,10 +605,10 @@ class _BatchRun:
         except Exception as error:
             return job, error
 
-    def networks(self, loaded: list[Future], pool: Executor | None, progress):
+    def networks(self, loaded: list[Future], pool: Executor, progress):
         """Detect and segment the loaded images of one batch (``load`` futures): their
-        ``Detected`` and per-image seconds; failed images are recorded. ``pool``'s threads (if
-        any) map the probabilities back (``segment_images``)."""
+        ``Detected`` and per-image seconds; failed images are recorded. ``pool`` maps the
+        probabilities back (``segment_images``)."""
         detected, seconds = [], []
         for future in loaded:
             job, image, read_seconds = future.result()
@@ -637,19 +646,12 @@ class _BatchRun:
         detected, seconds = self.networks(loaded, pool, progress)
         self.collect(self.start_finishing(pool, detected, seconds), progress)
 
-    def start_finishing(
-        self, pool: Executor | None, detected: list[Detected], seconds: list[dict]
-    ) -> list[Future]:
-        """``finish`` futures of one batch's segmented images, run in ``pool``'s threads or,
-        without one, here and now."""
-        futures = []
-        for item, item_seconds in zip(detected, seconds, strict=True):
-            if pool is None:
-                futures.append(Future())
-                futures[-1].set_result(self.finish(item, item_seconds))
-            else:
-                futures.append(pool.submit(self.finish, item, item_seconds))
-        return futures
+    def start_finishing(self, pool: Executor, detected: list[Detected], seconds: list[dict]):
+        """``finish`` futures of one batch's segmented images."""
+        return [
+            pool.submit(self.finish, item, item_seconds)
+            for item, item_seconds in zip(detected, seconds, strict=True)
+        ]
 
     def pending(self, resume: bool) -> list[ImageJob]:
         """The jobs still to do; with ``resume``, complete ones are recorded as resumed."""
@@ -676,7 +678,7 @@ class _BatchRun:
         # the networks use every core, and a thread beside them made the 20 images of a run 7 %
         # slower on this 2-core machine (docs/results.md, "Whole processes").
         with ThreadPoolExecutor(max_workers=self.workers) as pool:
-            beside = None if self.models.on_cpu else pool
+            beside = InlineExecutor() if self.models.on_cpu else pool
             loading = [pool.submit(self.load, job) for job in batches[0]] if batches else []
             finishing = []
             for index in range(len(batches)):

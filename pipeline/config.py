@@ -16,6 +16,7 @@ class DetectorSettings:
     model: Path | None = None  # model folder; None: the shipped detector/pretrained
     score_threshold: float | None = None  # None: the model's own threshold
     input_scale: float | None = None  # None: the model's own
+    fill_uncovered: bool = True  # foreground left without a box gets one (pipeline.coverage)
 
 
 @dataclass

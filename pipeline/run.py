@@ -50,10 +50,11 @@ from pipeline.core.config import to_dict
 from pipeline.core.errors import InputError
 from pipeline.core.files import write_bytes, write_json
 from pipeline.core.imageio import read_image, to_grey
+from pipeline.coverage import uncovered_boxes
 from pipeline.inputs import ImageJob
 from pipeline.models import Models
 from pipeline.normalised import NormalisedImage
-from pipeline.scale import image_scale
+from pipeline.scale import ADIR_WIDTH, image_scale
 from pipeline.stitch import Instance, Window, merge_pieces, window_instances
 from pipeline.tiling import detect_tiled, order_boxes
 from segmenter.crops import CropGeometry, probabilities_to_image, windows_for_box
@@ -215,6 +216,11 @@ def detect_image(image: LoadedImage, models: Models, config: PipelineConfig) -> 
             f"the detector returned its maximum of {models.max_boxes} boxes in {full} tile(s): "
             "clusters may be missing there (set a smaller tiling.tile)"
         )
+    if config.detector.fill_uncovered:  # score 0: not the detector's
+        extra = uncovered_boxes(image.normalised, boxes, width or ADIR_WIDTH / scale)
+        boxes, scores = order_boxes(
+            np.concatenate([boxes, extra]), np.concatenate([scores, np.zeros(len(extra))])
+        )
     margin = int(round(models.margin / scale))
     windows = [
         (geometry, core, score, cluster)
@@ -237,7 +243,8 @@ def crop_pieces(
     detected: Detected, index: int, probabilities: np.ndarray, stitch_config: StitchSettings
 ) -> list[Instance]:
     """The chromosomes in crop ``index`` of an image, from its class probabilities
-    ``(4, 88, 88)`` resized back to the crop's window (``pipeline.stitch.window_instances``)."""
+    ``(4, 88, 88)`` resized back to the crop's window (``pipeline.stitch.window_instances``; the
+    config's piece sizes are pixels at the models' scale, turned into the image's here)."""
     shape = detected.image.normalised.shape
     geometry = detected.geometries[index]
     maps, (x0, y0, x1, y1) = probabilities_to_image(probabilities, geometry, shape)
@@ -251,13 +258,14 @@ def crop_pieces(
         detector_score=float(detected.scores[index]),
         cluster_id=int(detected.cluster_ids[index]),
     )
+    area = 1 / detected.scale**2  # image pixels per pixel at the models' scale
     return window_instances(
         window,
         shape,
-        stitch_config.min_fragment_pixels,
+        round(stitch_config.min_fragment_pixels * area),
         stitch_config.min_inside_fraction,
         stitch_config.min_segmenter_score,
-        stitch_config.uncertain_max_pixels,
+        round(stitch_config.uncertain_max_pixels * area),
     )
 
 

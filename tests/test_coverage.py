@@ -1,0 +1,72 @@
+"""Boxes for the foreground the detector left uncovered (``pipeline.coverage``), and the
+duplicate rule that keeps a blob made of chromosomes found elsewhere out (``pipeline.stitch``)."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+import numpy as np
+from test_pipeline import write_png
+from test_pipeline_helpers import DIM, bar_mask, fake_models, paint, test_config
+
+from pipeline.coverage import uncovered_boxes
+from pipeline.models import Models
+from pipeline.normalised import NormalisedImage
+from pipeline.run import process_image
+from pipeline.stitch import instances_from_masks, merge_duplicates
+
+SHAPE = (200, 260)
+WIDTH = 8  # the bars' width: the chromosome width the rule is given
+
+
+def disc(centre, radius) -> np.ndarray:
+    rows, cols = np.mgrid[: SHAPE[0], : SHAPE[1]]
+    return (cols - centre[0]) ** 2 + (rows - centre[1]) ** 2 < radius**2
+
+
+def test_only_uncovered_chromosome_sized_foreground_gets_a_box():
+    boxed = bar_mask(SHAPE, (50, 50), 50, WIDTH, 30)
+    missed = bar_mask(SHAPE, (150, 60), 60, WIDTH, -60)
+    speck = disc((220, 30), 3)  # about half a chromosome area (64 px)
+    nucleus = disc((120, 150), 30)  # thicker than any chromosome
+    image = paint(SHAPE, [(boxed, DIM), (missed, DIM), (speck, DIM), (nucleus, DIM)])
+    boxes = np.float32([[20, 25, 80, 75]])  # around the first bar only
+    [found] = uncovered_boxes(NormalisedImage(image), boxes, WIDTH)
+    rows, cols = np.nonzero(missed)
+    assert found[0] <= cols.min() and found[2] >= cols.max() + 1
+    assert found[1] <= rows.min() and found[3] >= rows.max() + 1
+    assert (found[2] - found[0]) < cols.max() - cols.min() + 6  # the bar's box, not more
+    everything = np.float32([[0, 0, SHAPE[1], SHAPE[0]]])
+    assert len(uncovered_boxes(NormalisedImage(image), everything, WIDTH)) == 0
+
+
+def test_a_run_finds_chromosomes_the_detector_missed(tmp_path):
+    bars = [bar_mask(SHAPE, (60, 60), 60, WIDTH, 20), bar_mask(SHAPE, (180, 130), 70, WIDTH, 100)]
+    job = write_png(tmp_path / "missed.png", paint(SHAPE, [(bar, DIM) for bar in bars]))
+
+    def blind(image):  # a detector that finds nothing
+        return np.zeros((0, 4), np.float32), np.zeros(0, np.float32)
+
+    models = fake_models()
+    models = Models(blind, models.segment, models.margin, models.info)
+    found = process_image(job, models, test_config()).instances
+    assert len(found) == 2
+    assert all(instance.detector_score == 0 for instance in found)
+    for bar in bars:
+        assert (
+            max(np.sum(i.full_mask(SHAPE) & bar) / np.sum(i.full_mask(SHAPE) | bar) for i in found)
+            > 0.8
+        )
+    off = test_config(detector={"fill_uncovered": False})
+    assert process_image(job, models, off).instances == []
+
+
+def test_a_blob_over_chromosomes_found_elsewhere_is_a_duplicate():
+    bars = [bar_mask(SHAPE, (100, 60 + 15 * k), 60, WIDTH, 0) for k in range(3)]  # parallel
+    singles = instances_from_masks(np.array(bars))
+    # what a confused crop makes of the three, less sure of it than of each alone
+    [blob] = instances_from_masks(np.logical_or.reduce(bars)[None])
+    blob = replace(blob, segmenter_score=0.5)
+    assert merge_duplicates([*singles, blob]) == singles
+    # a third of it lies in each (IoU 1/3): only together do they make it a duplicate
+    assert merge_duplicates([singles[0], blob]) == [singles[0], blob]

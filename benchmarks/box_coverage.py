@@ -21,7 +21,7 @@ from pipeline.coverage import uncovered_boxes
 from pipeline.models import load_models
 from pipeline.normalised import NormalisedImage
 from pipeline.run import detect_boxes
-from pipeline.scale import ADIR_WIDTH, image_scale
+from pipeline.scale import image_scale
 
 
 def main() -> None:
@@ -38,7 +38,7 @@ def main() -> None:
         image = NormalisedImage(dapi)
         scale, width = image_scale(image, config.scale)
         boxes, scores, _ = detect_boxes(models, image, config.tiling, scale)
-        extra = uncovered_boxes(image, boxes, width or ADIR_WIDTH / scale)
+        extra = uncovered_boxes(image, boxes, width, scale)
         detected.append((boxes, np.ones(len(boxes))))
         filled.append((np.concatenate([boxes, extra]), np.ones(len(boxes) + len(extra))))
         truths.append(adir.masks_to_boxes(adir.chromosome_instances(labels)[0]))

@@ -21,17 +21,22 @@ import numpy as np
 
 from pipeline.core.imageio import otsu_foreground
 from pipeline.normalised import NormalisedImage
-from pipeline.scale import flattened
+from pipeline.scale import ADIR_WIDTH, flattened
 
 MIN_UNCOVERED = 2.0  # chromosome areas (width**2) outside every box: about a small chromosome
 NUCLEUS_THICKNESS = 3.0  # chromosome widths
 MAX_SIDE = 2048  # px: larger images are shrunk by a whole factor to find their foreground
 
 
-def uncovered_boxes(image: NormalisedImage, boxes: np.ndarray, width: float) -> np.ndarray:
+def uncovered_boxes(
+    image: NormalisedImage, boxes: np.ndarray, width: float | None, scale: float = 1.0
+) -> np.ndarray:
     """Boxes float32 ``(M, 4)`` x0, y0, x1, y1 (the image's pixel edges) around the foreground
-    pieces of ``image`` that ``boxes`` (the same form) leave uncovered, by the module's rule;
-    ``width``: the chromosome width in the image's pixels."""
+    pieces of ``image`` that ``boxes`` (the same form) leave uncovered, by the module's rule.
+    ``width``: the chromosome width measured in the image's pixels; None (not measured): the
+    width the models were trained at (``pipeline.scale.ADIR_WIDTH``) as the image seen at
+    ``scale`` shows it."""
+    width = width or ADIR_WIDTH / scale
     factor = max(1, math.ceil(max(image.shape) / MAX_SIDE))
     normalised = image.to_uint8()
     if factor > 1:

@@ -54,7 +54,7 @@ from pipeline.coverage import uncovered_boxes
 from pipeline.inputs import ImageJob
 from pipeline.models import Models
 from pipeline.normalised import NormalisedImage
-from pipeline.scale import ADIR_WIDTH, image_scale
+from pipeline.scale import image_scale
 from pipeline.stitch import Instance, Window, merge_pieces, window_instances
 from pipeline.tiling import detect_tiled, order_boxes
 from segmenter.crops import CropGeometry, probabilities_to_image, windows_for_box
@@ -217,7 +217,7 @@ def detect_image(image: LoadedImage, models: Models, config: PipelineConfig) -> 
             "clusters may be missing there (set a smaller tiling.tile)"
         )
     if config.detector.fill_uncovered:  # score 0: not the detector's
-        extra = uncovered_boxes(image.normalised, boxes, width or ADIR_WIDTH / scale)
+        extra = uncovered_boxes(image.normalised, boxes, width, scale)
         boxes, scores = order_boxes(
             np.concatenate([boxes, extra]), np.concatenate([scores, np.zeros(len(extra))])
         )

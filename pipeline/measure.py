@@ -46,7 +46,7 @@ TABLE_COLUMNS = [
     ("dapi_mean", "grey levels", "mean of the image's raw values under the mask"),
     ("overlap_px", "px", "pixels shared with other chromosomes"),
     ("overlaps_with", "", "ids of the chromosomes sharing pixels with it, ';'-separated"),
-    ("detector_score", "0..1", "score of the detector box it came from"),
+    ("detector_score", "0..1", "score of the detector box it came from (0: a foreground box)"),
     ("segmenter_score", "0..1", "mean probability of the predicted class over its pixels"),
 ]
 CHANNEL_COLUMNS = [

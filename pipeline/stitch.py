@@ -239,7 +239,8 @@ def merge_duplicates(
             (
                 k
                 for k in near
-                if shared[k] / (candidate.area + instances[k].area - shared[k]) >= duplicate_iou
+                if shared[k]
+                and shared[k] / (candidate.area + instances[k].area - shared[k]) >= duplicate_iou
             ),
             None,
         )

@@ -86,7 +86,6 @@ class TrainSettings:
     weight_decay: float = 0.0001
     dice_weight: float = 1.0
     contact_weight: float = 4.0
-    consistency_weight: float = 0.0  # segmenter.train.label_consistency
     workers: int = 2
     bf16: bool | Literal["auto"] = "auto"
     # the weights kept in the model folder: the best validation epoch's, or the last epoch's (a

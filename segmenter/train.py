@@ -10,9 +10,7 @@ optimiser, loss and validation.
 Loss: per crop, cross-entropy (weighted ``1 + contact_weight`` where two chromosomes meet:
 ``contact_weights``) + ``dice_weight`` x soft Dice of classes A, B and overlap, taken
 for the target as labelled and with A/B swapped, keeping the smaller (which chromosome is "A" is
-arbitrary); target pixels of 255 (``segmenter.targets.IGNORE``) count in neither. With
-``consistency_weight``, plus that times ``label_consistency``: a chromosome coloured in stripes of
-A and B costs more than one coloured wrongly but whole.
+arbitrary); target pixels of 255 (``segmenter.targets.IGNORE``) count in neither.
 
 Speed: with ``train.bf16`` (``auto``: where ``pipeline.core.device.bf16_available`` says the
 device has fast bf16, AMX / AVX-512 BF16 on CPUs) the forward pass runs under bf16 autocast on
@@ -67,28 +65,10 @@ def contact_weights(target, weight: float, radius: int = CONTACT_RADIUS):
     return 1 + weight * contact
 
 
-def label_consistency(probabilities, target):
-    """Per crop ``(B,)``: how unevenly each chromosome label is given, the variance of
-    ``p(A) - p(B)`` over the target's A pixels plus that over its B pixels (overlap left out), for
-    softmax ``probabilities`` ``(B, 4, H, W)`` and targets ``(B, H, W)``. 0 when every pixel of a
-    chromosome gets the same mix of A and B, whichever; the same with A and B exchanged."""
-    difference = probabilities[:, 1] - probabilities[:, 2]
-    total = 0.0
-    for label in (1, 2):
-        own = (target == label).float()
-        pixels = own.sum((1, 2)).clamp(min=1)
-        mean = (difference * own).sum((1, 2)) / pixels
-        total = total + ((difference - mean[:, None, None]) ** 2 * own).sum((1, 2)) / pixels
-    return total
-
-
-def pair_loss(
-    logits, target, dice_weight: float, contact_weight: float = 0.0, consistency_weight=0.0
-):
+def pair_loss(logits, target, dice_weight: float, contact_weight: float = 0.0):
     """Permutation-invariant loss of logits ``(B, 4, H, W)`` against targets ``(B, H, W)`` int64
     (0..3, or 255 = ignored: such pixels add nothing); cross-entropy weighted by
-    ``contact_weights`` where ``contact_weight`` is set; ``consistency_weight`` times
-    ``label_consistency`` added."""
+    ``contact_weights`` where ``contact_weight`` is set."""
     import torch
     import torch.nn.functional as F
 
@@ -98,8 +78,7 @@ def pair_loss(
     logits = logits.float()
     valid = (target != IGNORE).unsqueeze(1).float()
     pixels = valid.sum((1, 2, 3)).clamp(min=1)
-    probabilities = torch.softmax(logits, dim=1)
-    p = probabilities[:, 1:] * valid
+    p = torch.softmax(logits, dim=1)[:, 1:] * valid
 
     def per_crop(labels):
         cross_entropy = F.cross_entropy(logits, labels, ignore_index=IGNORE, reduction="none")
@@ -108,10 +87,7 @@ def pair_loss(
         cross_entropy = (cross_entropy * weights).sum((1, 2)) / pixels
         return cross_entropy + dice_weight * (1 - dice).mean(1)
 
-    loss = torch.minimum(per_crop(target), per_crop(swapped))
-    if consistency_weight:
-        loss = loss + consistency_weight * label_consistency(probabilities, target)
-    return loss.mean()
+    return torch.minimum(per_crop(target), per_crop(swapped)).mean()
 
 
 def loader_arguments(train_config: TrainSettings, device) -> dict:
@@ -162,7 +138,7 @@ def training(net, training_set, config: SegmenterConfig, val_sets: dict, device)
         )
     optimizer, scheduler = optimisation(net, train_config, train_config.epochs * steps)
     generator = torch.Generator()
-    weights = train_config.dice_weight, train_config.contact_weight, train_config.consistency_weight
+    dice_weight, contact_weight = train_config.dice_weight, train_config.contact_weight
     model = api.Segmenter(net, config, device)
 
     def batches(epoch: int):
@@ -174,7 +150,7 @@ def training(net, training_set, config: SegmenterConfig, val_sets: dict, device)
         images, targets = batch
         images = images.to(device, non_blocking=True, memory_format=torch.channels_last)
         targets = targets.to(device, non_blocking=True)
-        return {"loss": pair_loss(net(images), targets, *weights)}
+        return {"loss": pair_loss(net(images), targets, dice_weight, contact_weight)}
 
     def validation() -> dict:
         score, ious = _validate(model, val_sets)

@@ -4,10 +4,13 @@ needs beyond the image itself is bounded by a tile, a crop window or a block of 
 
 The scale (1st and 99.9th percentiles) and polarity are those of the whole image, found once;
 ``NormalisedImage[rows, cols]`` then gives float32 values in [0, 1], chromosomes bright, equal to
-``normalise(image)[rows, cols]``.
+``normalise(image)[rows, cols]``. 8- and 16-bit images are looked up in a table of every grey
+level's normalised value (the same values, elementwise, several times faster).
 """
 
 from __future__ import annotations
+
+from functools import cached_property
 
 import numpy as np
 
@@ -43,6 +46,18 @@ class NormalisedImage:
 
     def values(self, grey: np.ndarray) -> np.ndarray:
         """Normalised float32 of raw grey values of this image."""
+        grey = np.asarray(grey)
+        if grey.dtype == self.grey.dtype and grey.dtype in (np.uint8, np.uint16):
+            return self._levels[grey]
+        return self._computed(grey)
+
+    @cached_property
+    def _levels(self) -> np.ndarray:
+        """``_computed`` of every level of the image's integer dtype."""
+        dtype = self.grey.dtype
+        return self._computed(np.arange(np.iinfo(dtype).max + 1, dtype=dtype))
+
+    def _computed(self, grey: np.ndarray) -> np.ndarray:
         grey = np.asarray(grey, np.float32)
         if self.blank:
             return np.zeros(grey.shape, np.float32)
@@ -68,7 +83,12 @@ class NormalisedImage:
         return crop_image(self, geometry, background)
 
     def to_uint8(self) -> np.ndarray:
-        """``(H, W)`` uint8: the normalised image times 255, made a block of rows at a time."""
+        """``(H, W)`` uint8: the normalised image times 255, made a block of rows at a time (or
+        looked up, for 8- and 16-bit images)."""
+        if self.grey.dtype in (np.uint8, np.uint16):
+            table = np.empty(len(self._levels), np.uint8)
+            table[:] = self._levels * 255  # cast as the blocks below are
+            return table[self.grey]
         out = np.empty(self.shape, np.uint8)
         for start in range(0, self.shape[0], ROW_BLOCK):
             out[start : start + ROW_BLOCK] = self[start : start + ROW_BLOCK] * 255

@@ -38,7 +38,7 @@ def uncovered_boxes(
     ``scale`` shows it."""
     width = width or ADIR_WIDTH / scale
     factor = max(1, math.ceil(max(image.shape) / MAX_SIDE))
-    normalised = image.to_uint8()
+    normalised = image.to_uint8()  # a mosaic is shrunk from 8 bits, never copied whole as float
     if factor > 1:
         size = (image.shape[1] // factor, image.shape[0] // factor)
         normalised = cv2.resize(normalised, size, interpolation=cv2.INTER_AREA)

@@ -205,21 +205,31 @@ def detect_boxes(
     return boxes, scores, len(full)
 
 
+def cluster_boxes(normalised: NormalisedImage, models: Models, config: PipelineConfig):
+    """The scale an image is seen at, the chromosome width it was measured from (None: not
+    measured), its cluster boxes float32 ``(M, 4)`` and scores ``(M,)`` in ``order_boxes`` order:
+    the detector's (``detect_boxes``) and, with ``detector.fill_uncovered``, those around the
+    foreground they leave uncovered (``pipeline.coverage``; score 0, not the detector's); and how
+    many detector calls gave as many boxes as it can return."""
+    scale, width = image_scale(normalised, config.scale)
+    boxes, scores, full = detect_boxes(models, normalised, config.tiling, scale)
+    if config.detector.fill_uncovered:
+        extra = uncovered_boxes(normalised, boxes, width, scale)
+        boxes, scores = order_boxes(
+            np.concatenate([boxes, extra]), np.concatenate([scores, np.zeros(len(extra))])
+        )
+    return scale, width, boxes, scores, full
+
+
 def detect_image(image: LoadedImage, models: Models, config: PipelineConfig) -> Detected:
-    """Scale, boxes and crop windows of one image: the crop margin and the largest window
-    (``segmenter.max_window``) are the models' pixels, so in the image's pixels they are
-    divided by the scale."""
-    scale, width = image_scale(image.normalised, config.scale)
-    boxes, scores, full = detect_boxes(models, image.normalised, config.tiling, scale)
+    """Scale, boxes (``cluster_boxes``) and crop windows of one image: the crop margin and the
+    largest window (``segmenter.max_window``) are the models' pixels, so in the image's pixels
+    they are divided by the scale."""
+    scale, width, boxes, scores, full = cluster_boxes(image.normalised, models, config)
     if full:
         image.notes.append(
             f"the detector returned its maximum of {models.max_boxes} boxes in {full} tile(s): "
             "clusters may be missing there (set a smaller tiling.tile)"
-        )
-    if config.detector.fill_uncovered:  # score 0: not the detector's
-        extra = uncovered_boxes(image.normalised, boxes, width, scale)
-        boxes, scores = order_boxes(
-            np.concatenate([boxes, extra]), np.concatenate([scores, np.zeros(len(extra))])
         )
     margin = int(round(models.margin / scale))
     windows = [

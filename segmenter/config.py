@@ -12,19 +12,26 @@ from typing import Literal
 from pipeline.core import config as core_config
 
 KINDS = ("cross", "touch", "side_by_side", "end_to_end", "parallel")  # segmenter.synthetic
-DEFAULT_LAYOUT = {"channels": [16, 32, 64, 128, 128], "norm": "batch", "skip": "add"}  # no preset
+# no preset
+DEFAULT_LAYOUT = {
+    "channels": [16, 32, 64, 128, 128],
+    "norm": "batch",
+    "skip": "add",
+    "distance_head": False,
+}
 
 
 @dataclass
 class Layout:
     """The network (``segmenter.model``): ``channels`` (the width of every level; length - 1
-    poolings), ``norm`` and ``skip``; those left None come from the ``preset``, or without one
+    poolings), ``norm``, ``skip`` and ``distance_head`` (an extra training output); those left None come from the ``preset``, or without one
     from ``DEFAULT_LAYOUT`` (``segmenter.model.resolve`` fills them in)."""
 
     preset: str | None = None
     channels: list[int] | None = None
     norm: Literal["batch", "none"] | None = None
     skip: Literal["concat", "add"] | None = None
+    distance_head: bool | None = None
 
 
 @dataclass
@@ -86,6 +93,7 @@ class TrainSettings:
     weight_decay: float = 0.0001
     dice_weight: float = 1.0
     contact_weight: float = 4.0
+    distance_weight: float = 0.0  # needs model.distance_head
     workers: int = 2
     bf16: bool | Literal["auto"] = "auto"
     # the weights kept in the model folder: the best validation epoch's, or the last epoch's (a

@@ -8,6 +8,11 @@ width, concatenated with the skip, then the two convolutions) or ``add`` (a 1x1 
 shallower width, nearest upsampling, added to the skip: cheaper, the default's). Any input size
 works: the upsampled features are padded or cut to the skip's exact size.
 
+``distance_head`` adds a second 1x1 head on the same features, two channels: each chromosome's
+distance to its own edge, under the other one too (``segmenter.train.distance_targets``), an
+extra training target that asks the network where each chromosome runs beneath an overlap;
+inference reads only the 4-class logits.
+
 Presets (``PRESETS``) name whole layouts; ``hu2017`` is the seed's network (Hu et al. 2017):
 64/128/256 channels, two poolings, no normalisation, concatenating skips.
 """
@@ -25,7 +30,7 @@ from segmenter.config import DEFAULT_LAYOUT, Layout
 
 NUM_CLASSES = 4
 PRESETS = {
-    "hu2017": {"channels": [64, 128, 256], "norm": "none", "skip": "concat"},
+    "hu2017": {"channels": [64, 128, 256], "norm": "none", "skip": "concat", "distance_head": False},
 }
 NORMS = ("batch", "none")
 SKIPS = ("concat", "add")
@@ -44,7 +49,9 @@ def _conv_block(in_channels: int, out_channels: int, norm: str) -> nn.Sequential
 class UNet(nn.Module):
     """``(B, 1, H, W)`` float -> ``(B, 4, H, W)`` logits (background, A, B, overlap)."""
 
-    def __init__(self, channels: list[int], norm: str = "batch", skip: str = "add"):
+    def __init__(
+        self, channels: list[int], norm: str = "batch", skip: str = "add", distance_head=False
+    ):
         super().__init__()
         if len(channels) < 2 or any(int(c) < 1 for c in channels):
             raise ValueError(f"channels must list at least two positive widths, got {channels}")
@@ -66,8 +73,14 @@ class UNet(nn.Module):
                 self.up.append(nn.Conv2d(deep, shallow, 1))
                 self.decoder.append(_conv_block(shallow, shallow, norm))
         self.head = nn.Conv2d(widths[0], NUM_CLASSES, 1)
+        self.distance_head = nn.Conv2d(widths[0], 2, 1) if distance_head else None
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.features(x))
+
+    def features(self, x: torch.Tensor) -> torch.Tensor:
+        """``(B, 1, H, W)`` -> the last decoder level's ``(B, channels[0], H, W)``, which the
+        heads read."""
         skips = []
         for level, block in enumerate(self.encoder):
             if level:
@@ -83,7 +96,7 @@ class UNet(nn.Module):
             else:
                 x = F.interpolate(up(x), size=skip.shape[-2:], mode="nearest")
                 x = block(x + skip)
-        return self.head(x)
+        return x
 
 
 def _fit(x: torch.Tensor, reference: torch.Tensor) -> torch.Tensor:
@@ -109,7 +122,7 @@ def resolve(layout: Layout | dict | None) -> Layout:
 def build_model(layout: Layout | dict | None) -> UNet:
     """A U-Net from a ``model:`` config section (see ``resolve``)."""
     layout = resolve(layout)
-    return UNet(layout.channels, layout.norm, layout.skip)
+    return UNet(layout.channels, layout.norm, layout.skip, layout.distance_head)
 
 
 def count_macs(model: nn.Module, size: int = 88) -> int:

@@ -10,7 +10,9 @@ optimiser, loss and validation.
 Loss: per crop, cross-entropy (weighted ``1 + contact_weight`` where two chromosomes meet:
 ``contact_weights``) + ``dice_weight`` x soft Dice of classes A, B and overlap, taken
 for the target as labelled and with A/B swapped, keeping the smaller (which chromosome is "A" is
-arbitrary); target pixels of 255 (``segmenter.targets.IGNORE``) count in neither.
+arbitrary); target pixels of 255 (``segmenter.targets.IGNORE``) count in neither. With
+``model.distance_head`` and ``train.distance_weight``, plus that weight x the mean absolute error
+of the head's two maps against ``distance_targets`` (in the same A/B order as the rest).
 
 Speed: with ``train.bf16`` (``auto``: where ``pipeline.core.device.bf16_available`` says the
 device has fast bf16, AMX / AVX-512 BF16 on CPUs) the forward pass runs under bf16 autocast on
@@ -30,6 +32,7 @@ import numpy as np
 
 from pipeline.core import adir, engine
 from pipeline.core.device import select_device, use_bf16
+from pipeline.core.errors import ConfigError
 from pipeline.core.modelfolder import METRICS_FILE, SPLIT_FILE
 from segmenter import api, dataset, evaluate, metrics
 from segmenter.config import SegmenterConfig, TrainSettings
@@ -38,6 +41,7 @@ from segmenter.model import build_model, count_macs, resolve
 from segmenter.targets import IGNORE
 
 CONTACT_RADIUS = 2  # pixels at 88x88 on either side of where two chromosomes meet
+DISTANCE_STEPS = 8  # distance targets saturate this many pixels (at 88x88) inside an edge
 
 VALIDATION = (
     "val_real_A",
@@ -65,10 +69,37 @@ def contact_weights(target, weight: float, radius: int = CONTACT_RADIUS):
     return 1 + weight * contact
 
 
-def pair_loss(logits, target, dice_weight: float, contact_weight: float = 0.0):
+def distance_targets(target, steps: int = DISTANCE_STEPS):
+    """``(B, 2, H, W)`` float32 in [0, 1] for targets ``(B, H, W)`` int64: for chromosome A
+    (classes A and overlap) and B (B and overlap), each pixel's chessboard distance to the
+    chromosome's outside over ``steps`` (an edge pixel: 1 / ``steps``), saturating at 1; 0
+    outside. Inside an overlap the two maps
+    differ: each follows its own chromosome beneath the other. Ignored pixels are outside both."""
+    import torch
+    import torch.nn.functional as F
+
+    overlap = target == 3
+    inside = torch.stack([(target == 1) | overlap, (target == 2) | overlap], dim=1).float()
+    distance = inside.clone()
+    for _ in range(steps - 1):  # repeated 3x3 erosion (the crop's border does not erode)
+        inside = -F.max_pool2d(-inside, 3, stride=1, padding=1)
+        distance += inside
+    return distance / steps
+
+
+def pair_loss(
+    logits,
+    target,
+    dice_weight: float,
+    contact_weight: float = 0.0,
+    distances=None,
+    distance_weight: float = 0.0,
+):
     """Permutation-invariant loss of logits ``(B, 4, H, W)`` against targets ``(B, H, W)`` int64
     (0..3, or 255 = ignored: such pixels add nothing); cross-entropy weighted by
-    ``contact_weights`` where ``contact_weight`` is set."""
+    ``contact_weights`` where ``contact_weight`` is set; with ``distances`` (the distance head's
+    ``(B, 2, H, W)`` logits), ``distance_weight`` x their sigmoid's mean absolute error against
+    ``distance_targets``."""
     import torch
     import torch.nn.functional as F
 
@@ -85,7 +116,11 @@ def pair_loss(logits, target, dice_weight: float, contact_weight: float = 0.0):
         onehot = F.one_hot(labels.clamp(max=3), 4).permute(0, 3, 1, 2).float()[:, 1:] * valid
         dice = (2 * (p * onehot).sum((2, 3)) + 1) / (p.sum((2, 3)) + onehot.sum((2, 3)) + 1)
         cross_entropy = (cross_entropy * weights).sum((1, 2)) / pixels
-        return cross_entropy + dice_weight * (1 - dice).mean(1)
+        loss = cross_entropy + dice_weight * (1 - dice).mean(1)
+        if distances is not None:
+            error = (torch.sigmoid(distances.float()) - distance_targets(labels)).abs() * valid
+            loss = loss + distance_weight * error.sum((1, 2, 3)) / (2 * pixels)
+        return loss
 
     return torch.minimum(per_crop(target), per_crop(swapped)).mean()
 
@@ -139,6 +174,9 @@ def training(net, training_set, config: SegmenterConfig, val_sets: dict, device)
     optimizer, scheduler = optimisation(net, train_config, train_config.epochs * steps)
     generator = torch.Generator()
     dice_weight, contact_weight = train_config.dice_weight, train_config.contact_weight
+    distance_weight = train_config.distance_weight
+    if distance_weight and net.distance_head is None:
+        raise ConfigError("train.distance_weight needs model.distance_head: true")
     model = api.Segmenter(net, config, device)
 
     def batches(epoch: int):
@@ -150,7 +188,12 @@ def training(net, training_set, config: SegmenterConfig, val_sets: dict, device)
         images, targets = batch
         images = images.to(device, non_blocking=True, memory_format=torch.channels_last)
         targets = targets.to(device, non_blocking=True)
-        return {"loss": pair_loss(net(images), targets, dice_weight, contact_weight)}
+        features = net.features(images)
+        distances = net.distance_head(features) if distance_weight else None
+        loss = pair_loss(
+            net.head(features), targets, dice_weight, contact_weight, distances, distance_weight
+        )
+        return {"loss": loss}
 
     def validation() -> dict:
         score, ious = _validate(model, val_sets)

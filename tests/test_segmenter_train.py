@@ -12,13 +12,14 @@ import yaml
 
 from pipeline.cli import main
 from pipeline.core.config import to_dict
+from pipeline.core.errors import ConfigError
 from pipeline.core.modelfolder import ModelFolder
 from segmenter import train as train_module
 from segmenter.config import load_config
 from segmenter.metrics import swap_ab
 from segmenter.model import build_model
 from segmenter.targets import IGNORE
-from segmenter.train import contact_weights, pair_loss
+from segmenter.train import contact_weights, distance_targets, pair_loss
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
@@ -34,25 +35,54 @@ def _bars(size: int = 32) -> tuple[np.ndarray, np.ndarray]:
     return torch.tensor(image[:, None], dtype=torch.float32), torch.from_numpy(target)
 
 
-@pytest.mark.parametrize("contact_weight", [0.0, 4.0])
-def test_loss_is_permutation_invariant_and_falls_in_a_few_steps(contact_weight):
+@pytest.mark.parametrize("contact_weight, distance_weight", [(0.0, 0.0), (4.0, 0.0), (4.0, 1.0)])
+def test_loss_is_permutation_invariant_and_falls_in_a_few_steps(contact_weight, distance_weight):
     torch.manual_seed(0)
     images, targets = _bars()
-    net = build_model({"channels": [4, 8], "norm": "batch", "skip": "add"})
+    layout = {"channels": [4, 8], "norm": "batch", "skip": "add"}
+    net = build_model({**layout, "distance_head": bool(distance_weight)})
     optimizer = torch.optim.Adam(net.parameters(), lr=0.01)
-    logits = net(images)
+
+    def loss_of(target):
+        features = net.features(images)
+        distances = net.distance_head(features) if distance_weight else None
+        return pair_loss(
+            net.head(features), target, 1.0, contact_weight, distances, distance_weight
+        )
+
     swapped = torch.from_numpy(swap_ab(targets.numpy()))
-    assert float(pair_loss(logits, targets, 1.0, contact_weight).detach()) == pytest.approx(
-        float(pair_loss(logits, swapped, 1.0, contact_weight).detach())
-    )
+    assert float(loss_of(targets).detach()) == pytest.approx(float(loss_of(swapped).detach()))
     losses = []
     for _ in range(30):
-        loss = pair_loss(net(images), targets, 1.0, contact_weight)
+        loss = loss_of(targets)
         optimizer.zero_grad()
         loss.backward()
         optimizer.step()
         losses.append(float(loss.detach()))
     assert losses[-1] < 0.7 * losses[0]
+
+
+def test_distance_targets_follow_each_chromosome_beneath_the_other():
+    target = torch.zeros(1, 30, 30, dtype=torch.int64)
+    target[0, 11:19, 2:28] = 1  # A: a bar 8 px thick
+    target[0, 2:28, 14:16] = 2  # B: a bar 2 px thick across it
+    target[0, 11:19, 14:16] = 3
+    target[0, 0, 0] = IGNORE
+    distances = distance_targets(target, steps=8).numpy()[0]
+    assert distances.shape == (2, 30, 30) and distances.min() >= 0 and distances.max() <= 1
+    assert distances[0, 15, 15] == pytest.approx(4 / 8)  # A's middle, beneath B
+    assert distances[1, 15, 15] == pytest.approx(1 / 8)  # B's middle, on top of A
+    assert distances[0, 5, 15] == 0 and distances[1, 15, 5] == 0  # each only inside its own
+    assert distances[:, 0, 0].tolist() == [0, 0]
+    assert distances[0, 15, 5] == distances[0, 15, 15]  # A's map does not see B at all
+
+
+def test_distance_weight_needs_the_head():
+    config = load_config(None, model={"channels": [4, 8]}, train={"distance_weight": 1.0})
+    with pytest.raises(ConfigError, match="distance_head"):
+        train_module.training(
+            build_model(config.model), list(range(64)), config, {}, torch.device("cpu")
+        )
 
 
 def test_contact_weights_where_two_chromosomes_meet():

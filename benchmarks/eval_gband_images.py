@@ -2,8 +2,9 @@
 against the counts made by eye (``data/README.md``), and the KICS karyogram against its labels.
 
     python benchmarks/eval_gband_images.py --data ../shared/data --out benchmarks/results/gband \
-        [--detector-model DIR] [--segmenter-model DIR] [--scale X]
+        [--config FILE] [--detector-model DIR] [--segmenter-model DIR] [--scale X]
 
+``--config``: a pipeline config (``configs/pipeline.yaml``'s form) instead of the defaults.
 ``--segmenter-model``: the segmenter these images (chromosomes dark) go to, instead of the shipped
 G-band one (``segmenter.model_dark``). Writes ``OUT/gband_images.json`` (per image: chromosomes
 found, the count by eye, the scale the run chose and the chromosome width it measured; for the
@@ -44,6 +45,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data", required=True, help="the shared data folder")
     parser.add_argument("--out", required=True)
+    parser.add_argument("--config", help="a pipeline config instead of the defaults")
     parser.add_argument("--detector-model")
     parser.add_argument("--segmenter-model")
     parser.add_argument(
@@ -57,7 +59,7 @@ def main() -> None:
     if args.segmenter_model:  # the images' chromosomes are dark: their segmenter is model_dark
         overrides["segmenter"] = {"model_dark": args.segmenter_model}
     overrides["scale"] = args.scale
-    config = load_config(None, **overrides)
+    config = load_config(args.config, **overrides)
     models = load_models(config, "cpu")
     results = {"models": models.info, "images": {}}
     for name, counted in BY_EYE.items():

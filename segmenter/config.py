@@ -38,7 +38,7 @@ class Layout:
 class SyntheticOptions:
     """How synthetic clusters are made (``segmenter.synthetic``): how each added chromosome
     meets one already there (``kinds``, relative weights), chromosomes per cluster, the overlap
-    brightness models, banding, the pasted chromosomes' scale, whether the first chromosome is
+    brightness models, banding (dark and bright bands), the pasted chromosomes' scale, whether the first chromosome is
     cut out and pasted back too (``exact_edges``) and the blur of the drawn cluster
     (``edge_blur``, Gaussian sigma range in source pixels)."""
 
@@ -58,6 +58,7 @@ class SyntheticOptions:
     additive_gain: tuple[float, float] = (0.6, 1.0)
     band_fraction: float = 0.3
     band_depth: tuple[float, float] = (0.2, 0.6)
+    bright_bands: float = 0.0  # share of the bands that brighten instead of darken
     band_width: tuple[float, float] = (1.5, 4.0)  # px, across the long axis
     size_range: tuple[float, float] = (0.8, 1.25)
     exact_edges: bool = True

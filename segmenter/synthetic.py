@@ -29,7 +29,8 @@ Overlap intensity, two models, one drawn per cluster (``additive_share``):
 Banding (``band_fraction`` of clusters): every chromosome gets dark bands across its long axis,
 intensity above background multiplied by ``1 - depth`` in bands ``band_width`` px wide
 (``depth`` uniform in ``band_depth``), as an inverted G-banded chromosome looks: the network
-learns that a dark band does not end a chromosome. Pasted chromosomes are scaled by a factor in
+learns that a dark band does not end a chromosome. A share ``bright_bands`` of the bands brighten
+instead (``1 + depth``): a bright band is then not always an overlap. Pasted chromosomes are scaled by a factor in
 ``size_range``.
 
 Exact edges (``exact_edges``): every chromosome is drawn from its mask, the first one too (its
@@ -145,23 +146,28 @@ def banded(
     rng,
     depth: float,
     width: tuple[float, float] = (1.5, 4.0),
+    bright: float = 0.0,
 ):
     """``window`` with dark bands across the long axis of ``mask``: intensity above
     ``background`` multiplied by ``1 - depth`` at the bands' centres, each band ``width`` px
-    wide (uniform in the range). Returns float32."""
+    wide (uniform in the range); a share ``bright`` of the bands brighten instead (``1 +
+    depth``), as the G-dark bands of an inverted G-banded chromosome do. Returns float32."""
     out = window.astype(np.float32).copy()
     rows, cols = np.nonzero(mask)
     angle = axis_angle(mask)
     along = cols * np.cos(angle) + rows * np.sin(angle)
     low, high = along.min(), along.max()
     length = max(high - low, 1.0)
-    darkness = np.zeros(len(rows))
+    darkness, brightness = np.zeros(len(rows)), np.zeros(len(rows))
     for _ in range(max(1, int(rng.integers(int(length // 8) + 1, int(length // 4) + 3)))):
         centre, half = rng.uniform(low, high), rng.uniform(*width) / 2
-        darkness = np.maximum(
-            darkness, rng.uniform(0.6, 1.0) * np.exp(-0.5 * ((along - centre) / half) ** 2)
-        )
-    out[rows, cols] = background + (window[rows, cols] - background) * (1 - depth * darkness)
+        band = rng.uniform(0.6, 1.0) * np.exp(-0.5 * ((along - centre) / half) ** 2)
+        if bright and rng.random() < bright:
+            brightness = np.maximum(brightness, band)
+        else:
+            darkness = np.maximum(darkness, band)
+    factor = (1 - depth * darkness) * (1 + depth * brightness)
+    out[rows, cols] = background + (window[rows, cols] - background) * factor
     return out
 
 
@@ -188,16 +194,22 @@ class Cutout:
 
 
 def _cutout(
-    single: Single, rng, band_depth: float | None, band_width: tuple[float, float]
+    single: Single,
+    rng,
+    band_depth: float | None,
+    band_width: tuple[float, float],
+    bright_bands: float = 0.0,
 ) -> Cutout:
     """The chromosome of ``single`` cut out, flipped at random, banded when ``band_depth`` is
-    set (bands ``band_width`` px wide)."""
+    set (bands ``band_width`` px wide, a share ``bright_bands`` of them bright)."""
     rows = np.flatnonzero(single.mask.any(axis=1))
     cols = np.flatnonzero(single.mask.any(axis=0))
     box = slice(rows[0], rows[-1] + 1), slice(cols[0], cols[-1] + 1)
     mask, window = single.mask[box], single.window[box]
     if band_depth is not None:
-        window = banded(window, mask, single.background, rng, band_depth, band_width)
+        window = banded(
+            window, mask, single.background, rng, band_depth, band_width, bright_bands
+        )
     if rng.random() < 0.5:
         mask, window = mask[::-1], window[::-1]
     alpha = np.ascontiguousarray(mask, np.float32)
@@ -329,12 +341,20 @@ def make_cluster(
     band_depth = rng.uniform(*options.band_depth) if rng.random() < options.band_fraction else None
     window = first.window
     if band_depth is not None:
-        window = banded(window, first.mask, first.background, rng, band_depth, options.band_width)
+        window = banded(
+            window,
+            first.mask,
+            first.background,
+            rng,
+            band_depth,
+            options.band_width,
+            options.bright_bands,
+        )
     background = first.background
     forbidden = cv2.dilate((first.others | first.ignore).astype(np.uint8), _SQUARE3).astype(bool)
     masks, axes, values, alphas = [first.mask], [axis_angle(first.mask)], [], []
     for single, kind in zip(singles[1:], kinds, strict=True):
-        cutout = _cutout(single, rng, band_depth, options.band_width)
+        cutout = _cutout(single, rng, band_depth, options.band_width, options.bright_bands)
         for _ in range(tries):
             which = int(rng.integers(len(masks)))
             angle = _orientation(kind, axes[which], rng)

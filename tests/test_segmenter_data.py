@@ -179,6 +179,13 @@ def test_clusters_of_three_to_five_and_banded_singles():
     lone = synthetic.banded(singles[0].window, singles[0].mask, 0.05, np.random.default_rng(0), 0.8)
     values = lone[singles[0].mask]
     assert values.min() < 0.5 * values.max()  # dark bands across the bar
+    window = singles[0].window
+    plain = window[singles[0].mask] - 0.05  # intensity above the background, unbanded
+    for bright, darker, brighter in [(0.0, True, False), (1.0, False, True), (0.5, True, True)]:
+        rng = np.random.default_rng(1)
+        lone = synthetic.banded(window, singles[0].mask, 0.05, rng, 0.8, (1.5, 4.0), bright)
+        above = lone[singles[0].mask] - 0.05
+        assert ((above < 0.7 * plain).any(), (above > 1.3 * plain).any()) == (darker, brighter)
 
 
 @pytest.mark.parametrize("exact_edges", [True, False])

@@ -12,8 +12,7 @@ from typing import Literal
 from pipeline.core import config as core_config
 
 KINDS = ("cross", "touch", "side_by_side", "end_to_end", "parallel")  # segmenter.synthetic
-# no preset
-DEFAULT_LAYOUT = {
+DEFAULT_LAYOUT = {  # no preset
     "channels": [16, 32, 64, 128, 128],
     "norm": "batch",
     "skip": "add",
@@ -24,8 +23,9 @@ DEFAULT_LAYOUT = {
 @dataclass
 class Layout:
     """The network (``segmenter.model``): ``channels`` (the width of every level; length - 1
-    poolings), ``norm``, ``skip`` and ``distance_head`` (an extra training output); those left None come from the ``preset``, or without one
-    from ``DEFAULT_LAYOUT`` (``segmenter.model.resolve`` fills them in)."""
+    poolings), ``norm``, ``skip`` and ``distance_head`` (an extra training output); those left
+    None come from the ``preset``, or without one from ``DEFAULT_LAYOUT``
+    (``segmenter.model.resolve`` fills them in)."""
 
     preset: str | None = None
     channels: list[int] | None = None
@@ -38,9 +38,9 @@ class Layout:
 class SyntheticOptions:
     """How synthetic clusters are made (``segmenter.synthetic``): how each added chromosome
     meets one already there (``kinds``, relative weights), chromosomes per cluster, the overlap
-    brightness models, banding (dark and bright bands), the pasted chromosomes' scale, whether the first chromosome is
-    cut out and pasted back too (``exact_edges``) and the blur of the drawn cluster
-    (``edge_blur``, Gaussian sigma range in source pixels)."""
+    brightness models, banding (dark and bright bands), the pasted chromosomes' scale, whether
+    the first chromosome is cut out and pasted back too (``exact_edges``) and the blur of the
+    drawn cluster (``edge_blur``, Gaussian sigma range in source pixels)."""
 
     kinds: dict[str, float] = field(
         default_factory=lambda: {

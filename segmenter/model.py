@@ -30,7 +30,12 @@ from segmenter.config import DEFAULT_LAYOUT, Layout
 
 NUM_CLASSES = 4
 PRESETS = {
-    "hu2017": {"channels": [64, 128, 256], "norm": "none", "skip": "concat", "distance_head": False},
+    "hu2017": {
+        "channels": [64, 128, 256],
+        "norm": "none",
+        "skip": "concat",
+        "distance_head": False,
+    },
 }
 NORMS = ("batch", "none")
 SKIPS = ("concat", "add")

@@ -30,8 +30,8 @@ Banding (``band_fraction`` of clusters): every chromosome gets dark bands across
 intensity above background multiplied by ``1 - depth`` in bands ``band_width`` px wide
 (``depth`` uniform in ``band_depth``), as an inverted G-banded chromosome looks: the network
 learns that a dark band does not end a chromosome. A share ``bright_bands`` of the bands brighten
-instead (``1 + depth``): a bright band is then not always an overlap. Pasted chromosomes are scaled by a factor in
-``size_range``.
+instead (``1 + depth``): a bright band is then not always an overlap. Pasted chromosomes are
+scaled by a factor in ``size_range``.
 
 Exact edges (``exact_edges``): every chromosome is drawn from its mask, the first one too (its
 place in the window, blurred rim included, is filled in from the background around it and the
@@ -207,9 +207,7 @@ def _cutout(
     box = slice(rows[0], rows[-1] + 1), slice(cols[0], cols[-1] + 1)
     mask, window = single.mask[box], single.window[box]
     if band_depth is not None:
-        window = banded(
-            window, mask, single.background, rng, band_depth, band_width, bright_bands
-        )
+        window = banded(window, mask, single.background, rng, band_depth, band_width, bright_bands)
     if rng.random() < 0.5:
         mask, window = mask[::-1], window[::-1]
     alpha = np.ascontiguousarray(mask, np.float32)

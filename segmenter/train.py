@@ -73,8 +73,8 @@ def distance_targets(target, steps: int = DISTANCE_STEPS):
     """``(B, 2, H, W)`` float32 in [0, 1] for targets ``(B, H, W)`` int64: for chromosome A
     (classes A and overlap) and B (B and overlap), each pixel's chessboard distance to the
     chromosome's outside over ``steps`` (an edge pixel: 1 / ``steps``), saturating at 1; 0
-    outside. Inside an overlap the two maps
-    differ: each follows its own chromosome beneath the other. Ignored pixels are outside both."""
+    outside. Inside an overlap the two maps differ: each follows its own chromosome beneath the
+    other. Ignored pixels are outside both."""
     import torch
     import torch.nn.functional as F
 

@@ -110,19 +110,22 @@ def pair_loss(
     valid = (target != IGNORE).unsqueeze(1).float()
     pixels = valid.sum((1, 2, 3)).clamp(min=1)
     p = torch.softmax(logits, dim=1)[:, 1:] * valid
+    if distances is not None:
+        predicted = torch.sigmoid(distances.float())
+        wanted = distance_targets(target)  # swapping A and B swaps its two channels
 
-    def per_crop(labels):
+    def per_crop(labels, order):
         cross_entropy = F.cross_entropy(logits, labels, ignore_index=IGNORE, reduction="none")
         onehot = F.one_hot(labels.clamp(max=3), 4).permute(0, 3, 1, 2).float()[:, 1:] * valid
         dice = (2 * (p * onehot).sum((2, 3)) + 1) / (p.sum((2, 3)) + onehot.sum((2, 3)) + 1)
         cross_entropy = (cross_entropy * weights).sum((1, 2)) / pixels
         loss = cross_entropy + dice_weight * (1 - dice).mean(1)
         if distances is not None:
-            error = (torch.sigmoid(distances.float()) - distance_targets(labels)).abs() * valid
+            error = (predicted - wanted[:, order]).abs() * valid
             loss = loss + distance_weight * error.sum((1, 2, 3)) / (2 * pixels)
         return loss
 
-    return torch.minimum(per_crop(target), per_crop(swapped)).mean()
+    return torch.minimum(per_crop(target, [0, 1]), per_crop(swapped, [1, 0])).mean()
 
 
 def loader_arguments(train_config: TrainSettings, device) -> dict:

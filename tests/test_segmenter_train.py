@@ -75,6 +75,8 @@ def test_distance_targets_follow_each_chromosome_beneath_the_other():
     assert distances[0, 5, 15] == 0 and distances[1, 15, 5] == 0  # each only inside its own
     assert distances[:, 0, 0].tolist() == [0, 0]
     assert distances[0, 15, 5] == distances[0, 15, 15]  # A's map does not see B at all
+    swapped = distance_targets(torch.from_numpy(swap_ab(target.numpy())), steps=8).numpy()[0]
+    np.testing.assert_array_equal(swapped, distances[::-1])  # pair_loss relies on this
 
 
 def test_distance_weight_needs_the_head():

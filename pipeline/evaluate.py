@@ -46,11 +46,35 @@ from pipeline.run import (
     load_image,
     process_image,
 )
-from pipeline.stitch import Instance, boxes_meet, instances_from_masks, mask_iou
+from pipeline.stitch import Instance, boxes_meet, instances_from_masks, intersection_pixels
 from segmenter.crops import crop_labels
 from segmenter.targets import target_from_instances
 
 IOU_THRESHOLD = 0.5
+ERROR_KINDS = {
+    "true": ("missed", "merged", "split", "inexact"),
+    "predicted": ("extra", "merge", "piece", "inexact"),
+}
+
+
+def intersections(predicted: list[Instance], true: list[Instance]) -> np.ndarray:
+    """Pixels each predicted chromosome shares with each true one: int64 ``(N, M)``."""
+    shared = np.zeros((len(predicted), len(true)), np.int64)
+    if not predicted or not true:
+        return shared
+    boxes = np.array([instance.box for instance in predicted + true])
+    meet = boxes_meet(boxes)[: len(predicted), len(predicted) :]
+    for i, j in zip(*np.nonzero(meet), strict=True):
+        shared[i, j] = intersection_pixels(predicted[i], true[j])
+    return shared
+
+
+def iou_matrix(shared: np.ndarray, predicted: list[Instance], true: list[Instance]) -> np.ndarray:
+    """Mask IoU float64 ``(N, M)`` from ``intersections``."""
+    areas_p = np.array([instance.area for instance in predicted], np.int64)
+    areas_t = np.array([instance.area for instance in true], np.int64)
+    union = areas_p[:, None] + areas_t[None, :] - shared
+    return np.where(shared > 0, shared / np.maximum(union, 1), 0.0)
 
 
 def match(
@@ -60,12 +84,61 @@ def match(
     maximising the summed IoU (``pipeline.core.matching.optimal``)."""
     if not predicted or not true:
         return []
-    boxes = np.array([instance.box for instance in predicted + true])
-    meet = boxes_meet(boxes)[: len(predicted), len(predicted) :]
-    iou = np.zeros((len(predicted), len(true)))
-    for i, j in zip(*np.nonzero(meet), strict=True):
-        iou[i, j] = mask_iou(predicted[i], true[j])
+    iou = iou_matrix(intersections(predicted, true), predicted, true)
     return matching.optimal(iou, threshold)
+
+
+def error_kinds(
+    shared: np.ndarray,
+    areas_predicted: np.ndarray,
+    areas_true: np.ndarray,
+    matches: list[tuple[int, int, float]],
+    ignored: frozenset[int] = frozenset(),
+) -> dict:
+    """Why each unmatched chromosome is unmatched (see ``ERROR_KINDS``), from ``shared`` int64
+    ``(N predicted, M true)`` (``intersections``) and the areas ``(N,)``, ``(M,)``. Predicted
+    chromosomes in ``ignored`` (not counted) take no part on the predicted side.
+
+    A true chromosome is *missed* when predictions cover under half of it; *merged* when the
+    prediction holding most of it also holds at least half of another true chromosome; *split*
+    when two or more predictions lie mostly (>= half their pixels) on it; *inexact* otherwise (one
+    prediction, but IoU < 0.5: too large, or too small). An unmatched prediction is *extra* when
+    under half of it lies on true chromosomes, *merge* when it holds at least half of two true
+    ones, *piece* when at least half of it lies on one true chromosome and it holds under half of
+    that one, *inexact* otherwise."""
+    half_of_true = 2 * shared >= areas_true[None, :]
+    half_of_predicted = 2 * shared >= areas_predicted[:, None]
+    matched_p = {i for i, _, _ in matches}
+    matched_t = {j for _, j, _ in matches}
+    true_kinds = dict.fromkeys(ERROR_KINDS["true"], 0)
+    for j in range(shared.shape[1]):
+        if j in matched_t:
+            continue
+        column = shared[:, j]
+        if 2 * column.sum() < areas_true[j]:
+            kind = "missed"
+        elif half_of_true[int(np.argmax(column))].sum() >= 2:
+            kind = "merged"
+        elif half_of_predicted[:, j].sum() >= 2:
+            kind = "split"
+        else:
+            kind = "inexact"
+        true_kinds[kind] += 1
+    predicted_kinds = dict.fromkeys(ERROR_KINDS["predicted"], 0)
+    for i in range(shared.shape[0]):
+        if i in matched_p or i in ignored:
+            continue
+        row = shared[i]
+        if 2 * row.sum() < areas_predicted[i]:
+            kind = "extra"
+        elif half_of_true[i].sum() >= 2:
+            kind = "merge"
+        elif half_of_predicted[i].any() and not half_of_true[i, int(np.argmax(row))]:
+            kind = "piece"
+        else:
+            kind = "inexact"
+        predicted_kinds[kind] += 1
+    return {"true": true_kinds, "predicted": predicted_kinds}
 
 
 def otsu_instances(normalised: np.ndarray, min_pixels: int = MIN_PIXELS) -> list[Instance]:
@@ -89,12 +162,18 @@ def otsu_instances(normalised: np.ndarray, min_pixels: int = MIN_PIXELS) -> list
 def image_scores(
     predicted: list[Instance], true: list[Instance], unlabelled: np.ndarray | None = None
 ) -> dict:
-    """Counts of one image: predicted, true, matched, and the summed IoU of the matches. With
-    ``unlabelled`` (bool ``(H, W)``: pieces K leaves out, ``adir.unlabelled_pieces``), predicted
-    chromosomes that match no true one and lie at least half on them are not counted (their
-    number is ``not_counted``): a chromosome K forgot is not held against the pipeline."""
-    matches = match(predicted, true)
-    not_counted = 0
+    """Counts of one image: predicted, true, matched, the summed IoU of the matches, and why the
+    rest are unmatched (``errors``, ``error_kinds``). With ``unlabelled`` (bool ``(H, W)``:
+    pieces K leaves out, ``adir.unlabelled_pieces``), predicted chromosomes that match no true
+    one and lie at least half on them are not counted (their number is ``not_counted``): a
+    chromosome K forgot is not held against the pipeline."""
+    shared = intersections(predicted, true)
+    matches = (
+        matching.optimal(iou_matrix(shared, predicted, true), IOU_THRESHOLD)
+        if predicted and true
+        else []
+    )
+    not_counted = set()
     if unlabelled is not None and unlabelled.any():
         matched = {i for i, _, _ in matches}
         for index, instance in enumerate(predicted):
@@ -103,18 +182,22 @@ def image_scores(
             r0, c0 = instance.row0, instance.col0
             h, w = instance.mask.shape
             on = unlabelled[r0 : r0 + h, c0 : c0 + w][instance.mask].sum()
-            not_counted += int(on >= 0.5 * instance.area)
+            if on >= 0.5 * instance.area:
+                not_counted.add(index)
+    areas = [np.array([item.area for item in items], np.int64) for items in (predicted, true)]
     return {
-        "predicted": len(predicted) - not_counted,
+        "predicted": len(predicted) - len(not_counted),
         "true": len(true),
         "matched": len(matches),
         "iou_sum": float(sum(iou for _, _, iou in matches)),
-        "not_counted": not_counted,
+        "not_counted": len(not_counted),
+        "errors": error_kinds(shared, *areas, matches, frozenset(not_counted)),
     }
 
 
 def summarise(per_image: list[dict]) -> dict:
-    """Pooled precision, recall, F1, mean matched IoU and the count-error distribution."""
+    """Pooled precision, recall, F1, mean matched IoU, the count-error distribution and the
+    error kinds (``error_kinds``) summed."""
     predicted = sum(item["predicted"] for item in per_image)
     true = sum(item["true"] for item in per_image)
     matched = sum(item["matched"] for item in per_image)
@@ -138,6 +221,10 @@ def summarise(per_image: list[dict]) -> dict:
             "median": float(np.median(errors)) if len(errors) else 0.0,
             "within_1": float((np.abs(errors) <= 1).mean()) if len(errors) else 0.0,
             "histogram": {str(int(v)): int(c) for v, c in zip(values, counts, strict=True)},
+        },
+        "errors": {
+            side: {kind: sum(item["errors"][side][kind] for item in per_image) for kind in kinds}
+            for side, kinds in ERROR_KINDS.items()
         },
     }
 

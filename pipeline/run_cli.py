@@ -250,6 +250,14 @@ def eval_command(args) -> int:
         f"count error (predicted - true) per metaphase: "
         f"{results['pipeline']['count_error']['histogram']}"
     )
+    for name, key in (("all metaphases", "pipeline"), ("complete", "pipeline_complete_karyotypes")):
+        errors = results[key]["errors"]
+        print(
+            f"why unmatched, {name}: true "
+            + ", ".join(f"{kind} {count}" for kind, count in errors["true"].items())
+            + "; predicted "
+            + ", ".join(f"{kind} {count}" for kind, count in errors["predicted"].items())
+        )
     if args.json:
         from pipeline.core.files import write_json
 

@@ -18,7 +18,7 @@ from test_pipeline_helpers import (
 
 from pipeline.config import PipelineConfig, load_config
 from pipeline.core.config import to_dict
-from pipeline.evaluate import match, otsu_instances, summarise
+from pipeline.evaluate import image_scores, match, otsu_instances, summarise
 from pipeline.imageio import normalise
 from pipeline.inputs import ImageJob
 from pipeline.measure import column_names, measure, medial_axis_length, orientation_degrees
@@ -229,18 +229,56 @@ def test_matching_and_summary_on_known_masks():
     assert [(i, j) for i, j, _ in matches] == [(0, 0)]
     assert matches[0][2] == pytest.approx(70 / 130)
     assert mask_iou(predicted[0], true[0]) == pytest.approx(70 / 130)
-    summary = summarise(
-        [
-            {"predicted": 2, "true": 2, "matched": 1, "iou_sum": 0.5},
-            {"predicted": 4, "true": 2, "matched": 2, "iou_sum": 1.8},
-        ]
-    )
+    first = image_scores(predicted, true)
+    assert (first["predicted"], first["true"], first["matched"]) == (2, 2, 1)
+    second = {**first, "predicted": 4, "true": 2, "matched": 2, "iou_sum": 1.8}
+    summary = summarise([{**first, "iou_sum": 0.5}, second])
     assert summary["precision"] == pytest.approx(0.5)
     assert summary["recall"] == pytest.approx(0.75)
     assert summary["f1"] == pytest.approx(0.6)
     assert summary["mean_matched_iou"] == pytest.approx(2.3 / 3)
     assert summary["count_error"]["histogram"] == {"0": 1, "2": 1}
     assert summary["count_error"]["within_1"] == 0.5
+
+
+def test_error_kinds_say_why_each_chromosome_is_unmatched():
+    def box(rows, cols):
+        mask = np.zeros((100, 100), bool)
+        mask[rows[0] : rows[1], cols[0] : cols[1]] = True
+        return mask
+
+    true = [
+        # three meeting end to end, returned as one: merged (of two, the larger would match)
+        box((5, 10), (5, 25)),
+        box((5, 10), (25, 45)),
+        box((5, 10), (45, 65)),
+        box((30, 35), (5, 65)),  # in three pieces: split
+        box((50, 55), (5, 40)),  # nothing there: missed
+        box((70, 80), (5, 25)),  # inside a prediction three times its size: inexact
+    ]
+    predicted = [
+        true[0] | true[1] | true[2],
+        box((30, 35), (5, 25)),
+        box((30, 35), (25, 45)),
+        box((30, 35), (45, 65)),
+        box((65, 85), (5, 35)),
+        box((90, 95), (60, 90)),  # on the background: extra
+    ]
+    scores = image_scores(
+        instances_from_masks(np.array(predicted)), instances_from_masks(np.array(true))
+    )
+    assert scores["matched"] == 0
+    assert scores["errors"] == {
+        "true": {"missed": 1, "merged": 3, "split": 1, "inexact": 1},
+        "predicted": {"extra": 2, "merge": 1, "piece": 3, "inexact": 0},
+    }
+    unlabelled = box((88, 97), (55, 95))
+    scores = image_scores(
+        instances_from_masks(np.array(predicted)), instances_from_masks(np.array(true)), unlabelled
+    )
+    assert scores["not_counted"] == 1 and scores["predicted"] == 5
+    assert scores["errors"]["predicted"]["extra"] == 1
+    assert summarise([scores, scores])["errors"]["true"]["merged"] == 6
 
 
 def test_otsu_baseline_takes_each_component_as_one_chromosome():

@@ -29,6 +29,7 @@ class SegmenterSettings:
     margin: int | None = None  # None: the model's own
     views: Literal[1, 2, 4] | None = None  # crops of 2+ averaged over views; None: the model's own
     max_window: int = 132  # px at the models' scale: larger clusters get several windows
+    second_pass: bool = True  # foreground no chromosome covers gets a box (pipeline.coverage)
 
 
 @dataclass

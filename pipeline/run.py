@@ -50,7 +50,7 @@ from pipeline.core.config import to_dict
 from pipeline.core.errors import InputError
 from pipeline.core.files import write_bytes, write_json
 from pipeline.core.imageio import read_image, to_grey
-from pipeline.coverage import uncovered_boxes
+from pipeline.coverage import uncovered_boxes, unsegmented_boxes
 from pipeline.inputs import ImageJob
 from pipeline.models import Models
 from pipeline.normalised import NormalisedImage
@@ -222,30 +222,57 @@ def cluster_boxes(normalised: NormalisedImage, models: Models, config: PipelineC
 
 
 def detect_image(image: LoadedImage, models: Models, config: PipelineConfig) -> Detected:
-    """Scale, boxes (``cluster_boxes``) and crop windows of one image: the crop margin and the
-    largest window (``segmenter.max_window``) are the models' pixels, so in the image's pixels
-    they are divided by the scale."""
+    """Scale, boxes (``cluster_boxes``) and crop windows (``add_windows``) of one image."""
     scale, width, boxes, scores, full = cluster_boxes(image.normalised, models, config)
     if full:
         image.notes.append(
             f"the detector returned its maximum of {models.max_boxes} boxes in {full} tile(s): "
             "clusters may be missing there (set a smaller tiling.tile)"
         )
-    margin = int(round(models.margin / scale))
-    windows = [
-        (geometry, core, score, cluster)
-        for cluster, (box, score) in enumerate(zip(boxes, scores, strict=True), start=1)
-        for geometry, core in windows_for_box(box, margin, config.segmenter.max_window / scale)
-    ]
-    return Detected(
+    empty = np.zeros((0, 4), np.float32)
+    detected = Detected(
         image,
-        np.asarray([w[1] for w in windows], np.float32).reshape(-1, 4),
-        np.asarray([w[2] for w in windows], np.float32),
-        [w[0] for w in windows],
+        empty,
+        np.zeros(0, np.float32),
+        [],
         image.normalised.background(),
-        np.asarray([w[3] for w in windows], np.int64),
+        np.zeros(0, np.int64),
         scale,
         width,
+    )
+    add_windows(detected, boxes, scores, models, config)
+    return detected
+
+
+def add_windows(
+    detected: Detected,
+    boxes: np.ndarray,
+    scores: np.ndarray,
+    models: Models,
+    config: PipelineConfig,
+) -> None:
+    """Append the crop windows of ``boxes`` float32 ``(M, 4)`` (the image's pixel edges) with
+    their ``scores`` ``(M,)`` to ``detected``, each box a new cluster: the crop margin and the
+    largest window (``segmenter.max_window``) are the models' pixels, so in the image's pixels
+    they are divided by the scale."""
+    margin = int(round(models.margin / detected.scale))
+    first = int(detected.cluster_ids.max(initial=0)) + 1
+    windows = [
+        (geometry, core, score, cluster)
+        for cluster, (box, score) in enumerate(zip(boxes, scores, strict=True), start=first)
+        for geometry, core in windows_for_box(
+            box, margin, config.segmenter.max_window / detected.scale
+        )
+    ]
+    detected.geometries += [w[0] for w in windows]
+    detected.boxes = np.concatenate(
+        [detected.boxes, np.asarray([w[1] for w in windows], np.float32).reshape(-1, 4)]
+    )
+    detected.scores = np.concatenate(
+        [detected.scores, np.asarray([w[2] for w in windows], np.float32)]
+    )
+    detected.cluster_ids = np.concatenate(
+        [detected.cluster_ids, np.asarray([w[3] for w in windows], np.int64)]
     )
 
 
@@ -307,7 +334,9 @@ def segment_images(
 ) -> None:
     """Cut, segment and map back every crop of these images, ``CROPS_PER_CALL`` crops per
     segmenter call, adding each crop's chromosomes to its image's ``pieces`` (in box order). Images
-    whose chromosomes were dark (G-band) go through ``Models.segment_dark``.
+    whose chromosomes were dark (G-band) go through ``Models.segment_dark``. With
+    ``segmenter.second_pass``, foreground that no chromosome then covers gets boxes of its own
+    (``pipeline.coverage.unsegmented_boxes``, score 0), and their crops are segmented too.
 
     The crops of all the images share the calls; the segmenter gives every network call the same
     number of crops (``segmenter.batch_size``; ``segmenter.api.segment``), so a crop's result does
@@ -317,6 +346,26 @@ def segment_images(
     is bounded by a few calls' crops and probabilities (about 32 MB a call), however many crops
     an image has.
     """
+    _segment_windows([(item, 0) for item in detected], models, config, pool)
+    if not config.segmenter.second_pass:
+        return
+    firsts = []
+    for item in detected:
+        firsts.append((item, len(item.boxes)))
+        extra = unsegmented_boxes(
+            item.image.normalised, item.pieces, item.chromosome_width, item.scale
+        )
+        add_windows(item, extra, np.zeros(len(extra), np.float32), models, config)
+    _segment_windows(firsts, models, config, pool)
+
+
+def _segment_windows(
+    detected: list[tuple[Detected, int]],
+    models: Models,
+    config: PipelineConfig,
+    pool: Executor | None,
+) -> None:
+    """``segment_images`` for the windows of each image from the given index on."""
     pool = pool or InlineExecutor()
     in_flight: deque = deque()
 
@@ -330,9 +379,9 @@ def segment_images(
         segment = models.segmenter_for(dark)
         items = [
             (item, index)
-            for item in detected
+            for item, first in detected
             if item.image.normalised.flip == dark
-            for index in range(len(item.boxes))
+            for index in range(first, len(item.boxes))
         ]
         for start in range(0, len(items), CROPS_PER_CALL):
             chunk = items[start : start + CROPS_PER_CALL]

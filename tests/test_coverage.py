@@ -1,5 +1,6 @@
-"""Boxes for the foreground the detector left uncovered (``pipeline.coverage``), and the
-duplicate rule that keeps a blob made of chromosomes found elsewhere out (``pipeline.stitch``)."""
+"""Boxes for the foreground the detector left uncovered, or no chromosome found covers
+(``pipeline.coverage``), and the duplicate rule that keeps a blob made of chromosomes found
+elsewhere out (``pipeline.stitch``)."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ import numpy as np
 from test_pipeline import write_png
 from test_pipeline_helpers import DIM, bar_mask, fake_models, paint, test_config
 
-from pipeline.coverage import uncovered_boxes
+from pipeline.coverage import uncovered_boxes, unsegmented_boxes
 from pipeline.models import Models
 from pipeline.normalised import NormalisedImage
 from pipeline.run import process_image
@@ -57,8 +58,46 @@ def test_a_run_finds_chromosomes_the_detector_missed(tmp_path):
             max(np.sum(i.full_mask(SHAPE) & bar) / np.sum(i.full_mask(SHAPE) | bar) for i in found)
             > 0.8
         )
-    off = test_config(detector={"fill_uncovered": False})
+    off = test_config(detector={"fill_uncovered": False}, segmenter={"second_pass": False})
     assert process_image(job, models, off).instances == []
+    # the second pass alone finds them too: no chromosome covers them after the first
+    second = test_config(detector={"fill_uncovered": False})
+    assert len(process_image(job, models, second).instances) == 2
+
+
+def test_only_foreground_no_chromosome_covers_gets_a_box_after_segmentation():
+    found = bar_mask(SHAPE, (50, 50), 50, WIDTH, 30)
+    left_out = bar_mask(SHAPE, (150, 60), 60, WIDTH, -60)
+    speck = disc((220, 30), 3)
+    nucleus = disc((120, 150), 30)
+    image = paint(SHAPE, [(found, DIM), (left_out, DIM), (speck, DIM), (nucleus, DIM)])
+    # the chromosome returned a pixel narrower than the foreground: its rim is not left out
+    narrower = bar_mask(SHAPE, (50, 50), 48, WIDTH - 2, 30)
+    chromosomes = instances_from_masks(narrower[None])
+    [box] = unsegmented_boxes(NormalisedImage(image), chromosomes, WIDTH)
+    rows, cols = np.nonzero(left_out)
+    assert box[0] <= cols.min() + 1 and box[2] >= cols.max()
+    assert box[1] <= rows.min() + 1 and box[3] >= rows.max()
+    both = instances_from_masks(np.array([narrower, left_out]))
+    assert len(unsegmented_boxes(NormalisedImage(image), both, WIDTH)) == 0
+
+
+def test_the_second_pass_segments_what_the_first_left_out(tmp_path):
+    bars = [bar_mask(SHAPE, (60, 60), 60, WIDTH, 20), bar_mask(SHAPE, (180, 130), 70, WIDTH, 100)]
+    job = write_png(tmp_path / "two.png", paint(SHAPE, [(bar, DIM) for bar in bars]))
+
+    def first_only(image):  # a detector that boxes the first bar only
+        rows, cols = np.nonzero(bars[0])
+        box = [cols.min() - 2, rows.min() - 2, cols.max() + 3, rows.max() + 3]
+        return np.float32([box]), np.float32([0.9])
+
+    models = fake_models()
+    models = Models(first_only, models.segment, models.margin, models.info)
+    config = test_config(detector={"fill_uncovered": False})
+    found = process_image(job, models, config).instances
+    assert sorted(instance.detector_score for instance in found) == [0.0, np.float32(0.9)]
+    config = test_config(detector={"fill_uncovered": False}, segmenter={"second_pass": False})
+    assert len(process_image(job, models, config).instances) == 1
 
 
 def test_a_blob_over_chromosomes_found_elsewhere_is_a_duplicate():

@@ -28,7 +28,7 @@ class SegmenterSettings:
     batch_size: int = 16  # crops per U-Net call (segmenter.api.BATCH_SIZE: the fastest here)
     margin: int | None = None  # None: the model's own
     views: Literal[1, 2, 4] | None = None  # crops of 2+ averaged over views; None: the model's own
-    max_window: int = 132  # px at the models' scale: larger clusters get several windows
+    max_window: int = 88  # px at the models' scale: larger clusters get several windows
     second_pass: bool = True  # foreground no chromosome covers gets a box (pipeline.coverage)
 
 
@@ -40,6 +40,7 @@ class StitchSettings:
     uncertain_max_pixels: int = 200
     duplicate_iou: float = 0.5
     duplicate_containment: float = 0.8
+    join_iou: float | None = 0.5
 
 
 @dataclass

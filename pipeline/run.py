@@ -404,6 +404,7 @@ def build_result(
         detected.pieces,
         config.stitch.duplicate_iou,
         config.stitch.duplicate_containment,
+        config.stitch.join_iou,
     )
     table = measure(instances, image.channels, image.job.slide, image.job.image, pixel_size)
     shape = image.normalised.shape

@@ -45,6 +45,8 @@ MIN_FRAGMENT_PIXELS = 20
 MIN_INSIDE_FRACTION = 0.5
 DUPLICATE_IOU = 0.5
 DUPLICATE_CONTAINMENT = 0.8
+JOIN_IOU = 0.5
+CUT_BAND = 3 / 88  # of the window's side: 3 of the U-Net's 88 pixels
 MIN_SEGMENTER_SCORE = 0.9  # with UNCERTAIN_MAX_PIXELS: chosen on the val slides (see
 UNCERTAIN_MAX_PIXELS = 200  # configs/pipeline.yaml)
 
@@ -73,7 +75,9 @@ class Instance:
 
     ``segmenter_score`` is the mean, over the chromosome's pixels, of the probability of the class
     predicted at that pixel. ``complete`` is False when the piece touches an edge of its crop
-    window that lies inside the image (the chromosome may go on beyond the crop).
+    window that lies inside the image (the chromosome may go on beyond the crop). ``seen``: the
+    part of the image its window saw whole, x0, y0, x1, y1 pixel edges (the window less its
+    edge pixels where the edge lies inside the image); None for instances not cut from a window.
     """
 
     row0: int
@@ -83,6 +87,7 @@ class Instance:
     detector_score: float
     segmenter_score: float
     complete: bool = True
+    seen: tuple[int, int, int, int] | None = None
 
     @property
     def box(self) -> tuple[int, int, int, int]:
@@ -93,6 +98,17 @@ class Instance:
     @property
     def area(self) -> int:
         return int(self.mask.sum())
+
+    def full_mask_part(self, x0: int, y0: int, x1: int, y1: int) -> np.ndarray:
+        """The mask over image columns ``x0:x1`` and rows ``y0:y1``: bool ``(y1 - y0, x1 - x0)``."""
+        out = np.zeros((y1 - y0, x1 - x0), bool)
+        bx0, by0, bx1, by1 = self.box
+        left, top, right, bottom = max(x0, bx0), max(y0, by0), min(x1, bx1), min(y1, by1)
+        if left < right and top < bottom:
+            out[top - y0 : bottom - y0, left - x0 : right - x0] = self.mask[
+                top - by0 : bottom - by0, left - bx0 : right - bx0
+            ]
+        return out
 
     def full_mask(self, shape: tuple[int, int]) -> np.ndarray:
         """The mask as bool ``shape`` (the whole image)."""
@@ -139,11 +155,20 @@ def window_instances(
     rows = np.arange(height)[:, None] + window.row0 + 0.5
     cols = np.arange(width)[None, :] + window.col0 + 0.5
     inside = (rows > y0) & (rows < y1) & (cols > x0) & (cols < x1)
-    cut_edge = np.zeros((height, width), bool)  # crop edges inside the image
-    cut_edge[0, :] |= window.row0 > 0
-    cut_edge[-1, :] |= window.row0 + height < image_shape[0]
-    cut_edge[:, 0] |= window.col0 > 0
-    cut_edge[:, -1] |= window.col0 + width < image_shape[1]
+    # the bands along the crop's edges that lie inside the image: the U-Net rarely labels a
+    # chromosome right up to the crop's edge, so a piece that reaches into them is cut
+    band = max(1, round(CUT_BAND * max(height, width)))
+    top, left = band * (window.row0 > 0), band * (window.col0 > 0)
+    bottom = band * (window.row0 + height < image_shape[0])
+    right = band * (window.col0 + width < image_shape[1])
+    cut_edge = np.ones((height, width), bool)
+    cut_edge[top : height - bottom, left : width - right] = False
+    seen = (
+        window.col0 + left,
+        window.row0 + top,
+        window.col0 + width - right,
+        window.row0 + height - bottom,
+    )
     overlap = labels == OVERLAP
     out = []
     for chromosome_class in (CHROMOSOME_A, CHROMOSOME_B):
@@ -170,6 +195,7 @@ def window_instances(
                     detector_score=float(window.detector_score),
                     segmenter_score=score,
                     complete=whole,
+                    seen=seen,
                 )
             )
     return out
@@ -277,13 +303,91 @@ def in_reading_order(instances: list[Instance]) -> list[Instance]:
     return sorted(instances, key=lambda inst: (inst.row0, inst.col0, -inst.area, inst.cluster_id))
 
 
+def join_cut_pieces(pieces: list[Instance], join_iou: float = JOIN_IOU) -> list[Instance]:
+    """One instance for each chromosome that windows saw in parts: two cut pieces (``complete``
+    False) of different windows are parts of one chromosome when, where both windows saw the image
+    (the overlap of their ``seen``), their pixels agree at IoU >= ``join_iou``; parts are joined
+    transitively into the union of their masks, ``complete`` when every pixel of it lies in a
+    part's ``seen``, scored by the parts' area-weighted segmenter score and best detector score.
+    The rest are returned as they are, joined instances after them."""
+    cut = [i for i, piece in enumerate(pieces) if piece.seen is not None]
+    parent = {i: i for i in cut}
+
+    def root(i: int) -> int:
+        while parent[i] != i:
+            parent[i] = parent[parent[i]]
+            i = parent[i]
+        return i
+
+    if len(cut) > 1:
+        meet = boxes_meet(np.array([pieces[i].box for i in cut]))
+        for a, b in zip(*np.nonzero(np.triu(meet, 1)), strict=True):
+            first, second = pieces[cut[a]], pieces[cut[b]]
+            if (
+                not (first.complete and second.complete)
+                and first.seen != second.seen
+                and _agree(first, second, join_iou)
+            ):
+                parent[root(cut[a])] = root(cut[b])
+    groups: dict[int, list[int]] = {}
+    for i in cut:
+        groups.setdefault(root(i), []).append(i)
+    joined = [group for group in groups.values() if len(group) > 1]
+    parts = {i for group in joined for i in group}
+    return [piece for i, piece in enumerate(pieces) if i not in parts] + [
+        _union([pieces[i] for i in group]) for group in joined
+    ]
+
+
+def _agree(first: Instance, second: Instance, join_iou: float) -> bool:
+    """Whether two pieces agree at IoU >= ``join_iou`` where both their windows saw the image."""
+    x0, y0 = max(first.seen[0], second.seen[0]), max(first.seen[1], second.seen[1])
+    x1, y1 = min(first.seen[2], second.seen[2]), min(first.seen[3], second.seen[3])
+    if x0 >= x1 or y0 >= y1:
+        return False
+    region = [
+        piece.full_mask_part(x0, y0, x1, y1) for piece in (first, second)
+    ]  # bool (y1 - y0, x1 - x0)
+    shared = int((region[0] & region[1]).sum())
+    return shared > 0 and shared >= join_iou * int((region[0] | region[1]).sum())
+
+
+def _union(parts: list[Instance]) -> Instance:
+    x0 = min(part.box[0] for part in parts)
+    y0 = min(part.box[1] for part in parts)
+    x1 = max(part.box[2] for part in parts)
+    y1 = max(part.box[3] for part in parts)
+    mask = np.zeros((y1 - y0, x1 - x0), bool)
+    seen = np.zeros_like(mask)
+    for part in parts:
+        px0, py0, px1, py1 = part.box
+        mask[py0 - y0 : py1 - y0, px0 - x0 : px1 - x0] |= part.mask
+        sx0, sy0, sx1, sy1 = part.seen
+        seen[max(sy0 - y0, 0) : max(sy1 - y0, 0), max(sx0 - x0, 0) : max(sx1 - x0, 0)] = True
+    areas = np.array([part.area for part in parts], np.float64)
+    scores = np.array([part.segmenter_score for part in parts])
+    return Instance(
+        row0=y0,
+        col0=x0,
+        mask=mask,
+        cluster_id=parts[0].cluster_id,
+        detector_score=max(part.detector_score for part in parts),
+        segmenter_score=float(areas @ scores / areas.sum()),
+        complete=not (mask & ~seen).any(),
+    )
+
+
 def merge_pieces(
     pieces: list[Instance],
     duplicate_iou: float = DUPLICATE_IOU,
     duplicate_containment: float = DUPLICATE_CONTAINMENT,
+    join_iou: float | None = JOIN_IOU,
 ) -> list[Instance]:
-    """The chromosomes of an image from the pieces of all its windows: duplicates merged, in
+    """The chromosomes of an image from the pieces of all its windows: parts seen by several
+    windows joined (``join_cut_pieces``; not with ``join_iou`` None), duplicates merged, in
     reading order (the chromosome id of ``result[i]`` is ``i + 1``)."""
+    if join_iou is not None:
+        pieces = join_cut_pieces(pieces, join_iou)
     return in_reading_order(merge_duplicates(pieces, duplicate_iou, duplicate_containment))
 
 
@@ -296,6 +400,7 @@ def stitch(
     uncertain_max_pixels: int = UNCERTAIN_MAX_PIXELS,
     duplicate_iou: float = DUPLICATE_IOU,
     duplicate_containment: float = DUPLICATE_CONTAINMENT,
+    join_iou: float | None = JOIN_IOU,
 ) -> list[Instance]:
     """All chromosomes of an image ``(H, W)`` from its windows (``window_instances`` of each,
     then ``merge_pieces``)."""
@@ -311,4 +416,4 @@ def stitch(
             uncertain_max_pixels,
         )
     ]
-    return merge_pieces(pieces, duplicate_iou, duplicate_containment)
+    return merge_pieces(pieces, duplicate_iou, duplicate_containment, join_iou)

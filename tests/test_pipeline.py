@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 import pytest
 import yaml
@@ -25,7 +27,14 @@ from pipeline.measure import column_names, measure, medial_axis_length, orientat
 from pipeline.normalised import NormalisedImage
 from pipeline.outputs import coco_annotations, decode_segmentation, label_planes, overlay_rgb
 from pipeline.run import detect_image, process_image
-from pipeline.stitch import Instance, Window, instances_from_masks, mask_iou, stitch
+from pipeline.stitch import (
+    Instance,
+    Window,
+    instances_from_masks,
+    join_cut_pieces,
+    mask_iou,
+    stitch,
+)
 from pipeline.tiling import detect_tiled, tile_starts
 from segmenter.crops import background_level, crop_image, window_for_box
 
@@ -214,6 +223,26 @@ def test_detect_image_orders_boxes(tmp_path):
     tops = detected.boxes[:, 1]
     assert (np.diff(tops) >= 0).all()
     assert len(detected.geometries) == 4 and detected.crop(3).shape == (88, 88)
+
+
+def test_parts_join_where_both_windows_agree_and_crossings_do_not():
+    def piece(rows, cols, seen, complete=False):
+        mask = np.zeros((100, 200), bool)
+        mask[rows[0] : rows[1], cols[0] : cols[1]] = True
+        [instance] = instances_from_masks(mask[None])
+        return replace(instance, complete=complete, seen=seen)
+
+    first, second = (0, 0, 90, 100), (50, 0, 140, 100)  # two windows, seeing x 50-90 both
+    left = piece((40, 50), (10, 89), first)  # one horizontal chromosome, cut by each window
+    right = piece((40, 50), (51, 130), second)
+    crossing = piece((5, 95), (60, 70), second)  # another crossing it, seen by the second
+    whole = piece((70, 80), (10, 40), first, complete=True)
+    joined = join_cut_pieces([left, right, crossing, whole])
+    assert joined[:2] == [crossing, whole]
+    [chromosome] = joined[2:]
+    assert chromosome.box == (10, 40, 130, 50) and chromosome.area == 120 * 10
+    assert chromosome.complete  # every pixel seen by one of the windows, away from its edges
+    assert len(join_cut_pieces([left, right], join_iou=1.01)) == 2
 
 
 def test_matching_and_summary_on_known_masks():

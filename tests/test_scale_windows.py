@@ -80,6 +80,25 @@ def test_a_large_cluster_comes_back_whole_from_several_windows(tmp_path):
     assert set(result.table["cluster_id"]) == {1}
 
 
+@pytest.mark.parametrize("join_iou", [0.5, None])
+def test_a_chromosome_longer_than_a_window_is_joined_from_its_parts(tmp_path, join_iou):
+    """A bar 150 px long, windows of at most 88 px: no window holds it whole. Its parts, found
+    by the truth standing in for the U-Net, agree where two windows both see it, and are joined
+    into one chromosome; with ``join_iou: null`` they stay apart."""
+    bars = [bar_mask((120, 200), (100, 60), 150, 12, 10)]
+    job = write_png(tmp_path / "long.png", paint((120, 200), [(bars[0], BRIGHT)]))
+    config = test_config(segmenter={"max_window": 88}, stitch={"join_iou": join_iou})
+    detected = detect_image(load_image(job), fake_models(), config)
+    assert len(detected.geometries) >= 3
+    segment_with_truth(detected, np.array(bars), config.stitch)
+    result = build_result(detected, config, None)
+    if join_iou is None:
+        assert len(result.instances) > 1
+    else:
+        [(_, _, iou)] = match(result.instances, instances_from_masks(np.array(bars)))
+        assert len(result.instances) == 1 and iou > 0.9 and result.instances[0].complete
+
+
 def test_auto_scale_sees_wide_chromosomes_at_the_models_width(tmp_path):
     """A metaphase drawn at 2.5 times ADIR's width: measured, the detector sees it shrunk to
     about ADIR's width, and the boxes and chromosomes come back in the input's pixels."""

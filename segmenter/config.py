@@ -84,6 +84,9 @@ class DataSettings:
     test_synthetic: int = 2000
     singles: list[Path] = field(default_factory=list)  # more single-chromosome folders
     singles_repeat: int = 1  # each chromosome of those folders is this many training singles
+    # px: a cluster whose window is wider is cut into overlapping windows of this size, as the
+    # pipeline cuts it (segmenter.max_window); None: one window, however large
+    max_window: int | None = None
 
 
 @dataclass

@@ -74,6 +74,7 @@ def image_crops(
     ignore: np.ndarray | None = None,
     leave_out_end_to_end: bool = False,
     complete: bool = False,
+    max_window: int | None = None,
 ) -> tuple[Crops, int]:
     """Crops of the clusters of one metaphase (``image`` normalised float32, ``labels`` K), and
     how many clusters were left out.
@@ -81,6 +82,9 @@ def image_crops(
     ``ignore`` bool ``(H, W)``: pixels marked 255 (ignored) in the targets where they are
     background. ``leave_out_end_to_end``: leave out clusters in which two chromosomes touch
     without overlapping (in a translocation metaphase, possibly one chromosome with two classes).
+    ``max_window``: a cluster whose window is wider is cut into windows of at most this side
+    (``crops.windows_for_box``, as the pipeline cuts it); each window counts the chromosomes of
+    the cluster that reach into it.
     """
     background = crops.background_level(image)
     images, targets, counts, left_out = [], [], [], 0
@@ -91,10 +95,14 @@ def image_crops(
         target = target_from_instances(masks)
         if ignore is not None:
             target[ignore & (target == 0)] = IGNORE
-        geometry = crops.window_for_box(box, margin)
-        images.append(crops.crop_image(image, geometry, background))
-        targets.append(crops.crop_labels(target, geometry))
-        counts.append(len(masks))
+        if max_window is None:
+            windows = [crops.window_for_box(box, margin)]
+        else:
+            windows = [geometry for geometry, _ in crops.windows_for_box(box, margin, max_window)]
+        for geometry in windows:
+            images.append(crops.crop_image(image, geometry, background))
+            targets.append(crops.crop_labels(target, geometry))
+            counts.append(len(masks) if len(windows) == 1 else _reaching(masks, geometry))
     if not images:
         return Crops.concatenate([]), left_out
     return (
@@ -108,12 +116,19 @@ def image_crops(
     )
 
 
-def _prepare_image(task: tuple[adir.AdirImage, int, int]) -> Prepared:
+def _reaching(masks: list[np.ndarray], geometry: crops.CropGeometry) -> int:
+    """How many of the masks (bool ``(H, W)``) have pixels inside the window."""
+    y0, x0 = max(geometry.y0, 0), max(geometry.x0, 0)
+    y1, x1 = geometry.y0 + geometry.side, geometry.x0 + geometry.side
+    return sum(bool(mask[y0:y1, x0:x1].any()) for mask in masks)
+
+
+def _prepare_image(task: tuple[adir.AdirImage, int, int, int | None]) -> Prepared:
     """One metaphase's crops, singles and ratios, its labels cleaned as its karyotype says
     (DESIGN.md, "What K does not say"): where the karyotype is known and not complete,
     unlabelled bright pieces are ignored; where it has rearrangements, clusters whose
     chromosomes meet end to end are left out."""
-    item, margin, context = task
+    item, margin, context, max_window = task
     cv2.setNumThreads(1)
     dapi, labels = adir.load(item)
     image = imageio.normalise(dapi)
@@ -121,7 +136,7 @@ def _prepare_image(task: tuple[adir.AdirImage, int, int]) -> Prepared:
     suspect = karyotype.text is not None and not karyotype.complete
     ignore = adir.unlabelled_pieces(image, labels) if suspect else None
     cluster_crops, left_out = image_crops(
-        image, labels, margin, ignore, karyotype.rearranged, karyotype.complete
+        image, labels, margin, ignore, karyotype.rearranged, karyotype.complete, max_window
     )
     touched = 0 if ignore is None else int((cluster_crops.targets == IGNORE).any(axis=(1, 2)).sum())
     pieces = 0 if ignore is None else cv2.connectedComponents(ignore.astype(np.uint8))[0] - 1
@@ -133,9 +148,16 @@ def _prepare_image(task: tuple[adir.AdirImage, int, int]) -> Prepared:
     )
 
 
-def prepare(images: list[adir.AdirImage], margin: int, context: int, workers: int = 1) -> Prepared:
-    """Crops, singles and overlap ratios of labelled metaphases (in ``workers`` processes)."""
-    tasks = [(item, margin, context) for item in images]
+def prepare(
+    images: list[adir.AdirImage],
+    margin: int,
+    context: int,
+    workers: int = 1,
+    max_window: int | None = None,
+) -> Prepared:
+    """Crops, singles and overlap ratios of labelled metaphases (in ``workers`` processes);
+    ``max_window`` as for ``image_crops``."""
+    tasks = [(item, margin, context, max_window) for item in images]
     if workers > 1 and len(tasks) > 1:
         # spawned, not forked: after training the parent has idle thread pools whose locks a
         # forked worker inherits (a CPU run's final test evaluation once hung there for good)

@@ -268,7 +268,10 @@ def train(
     (out / SPLIT_FILE).write_text(json.dumps(split, indent=2) + "\n")
     workers = train_config.workers
     margin, context = data_config.margin, data_config.context
-    train_data = dataset.prepare(adir.select(images, "train", split), margin, context, workers)
+    max_window = data_config.max_window
+    train_data = dataset.prepare(
+        adir.select(images, "train", split), margin, context, workers, max_window
+    )
     if run.checkpoint is None:
         data_config.singles = [Path(folder) for folder in singles]
     for folder in data_config.singles:
@@ -293,7 +296,9 @@ def train(
                 ),
             ]
         )
-    val_data = dataset.prepare(adir.select(images, "val", split), margin, context, workers)
+    val_data = dataset.prepare(
+        adir.select(images, "val", split), margin, context, workers, max_window
+    )
     multi = val_data.crops.counts >= 2
     val_sets = {
         "real_multi": (val_data.crops.images[multi], val_data.crops.targets[multi]),

@@ -58,6 +58,23 @@ def _metaphase_with_unlabelled_chromosome() -> tuple[np.ndarray, np.ndarray]:
     return image.astype(np.uint8), labels
 
 
+def test_a_large_cluster_is_cut_into_windows_as_the_pipeline_cuts_it():
+    """A cluster 150 px wide (two bars crossing a long one): one squashed crop by default, with
+    ``max_window`` several windows of at most that side, each counting the chromosomes reaching
+    into it, their targets cut from the cluster's target at full resolution."""
+    labels = np.zeros((100, 200), np.uint8)
+    labels[45:55, 20:170] = 1
+    labels[10:90, 30:40] = 2
+    labels[10:90, 150:160] = 2
+    labels[45:55, 30:40] = labels[45:55, 150:160] = 255
+    normalised = np.where(labels > 0, 0.8, 0.05).astype(np.float32)
+    whole, _ = dataset.image_crops(normalised, labels, 4)
+    assert len(whole.counts) == 1 and whole.counts[0] == 3
+    windows, _ = dataset.image_crops(normalised, labels, 4, max_window=88)
+    assert windows.counts.tolist() == [2, 1, 2]  # the long bar, with a crossing bar at each end
+    assert [(target == OVERLAP).any() for target in windows.targets] == [True, False, True]
+
+
 def test_unlabelled_bright_piece_is_found_and_ignored_in_crops_and_loss():
     image, labels = _metaphase_with_unlabelled_chromosome()
     normalised = np.clip(image / 160.0, 0, 1).astype(np.float32)

@@ -18,9 +18,9 @@ thicker than where two cross.
   segmenter. The chromosomes found are grown by ``FOUND_GROWTH`` chromosome widths (their rims,
   which the threshold draws a little wider, do not count), what is left is opened by a disc
   ``MIN_THICKNESS`` widths across (slivers between chromosomes do not count), and each piece of
-  at least ``MIN_UNSEGMENTED`` chromosome areas that is not a nucleus gets its bounding box. On
-  the ADIR val slides this returned 34 of the 53 chromosomes the first pass left out (docs/
-  results.md).
+  at least ``MIN_UNSEGMENTED`` chromosome areas that is not a nucleus gets its bounding box. With
+  stop 29's windows, on the ADIR val slides, it found 29 of the 53 chromosomes the first pass had
+  left out (docs/results.md).
 """
 
 from __future__ import annotations

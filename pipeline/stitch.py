@@ -18,6 +18,11 @@ the image (``segmenter.crops`` does the geometry). Within a window, after the ar
   whole in its own box. A whole neighbour is kept (it may be one the detector missed; when the
   detector found it too, the two copies are merged below).
 
+A chromosome longer than a window is seen by several windows in parts: two pieces of different
+windows, at least one of them cut, that agree at IoU >= ``join_iou`` (default 0.5) where both
+windows saw the image are joined into one (``join_cut_pieces``). Pieces reaching within
+``CUT_BAND`` of a cut crop edge count as cut: the U-Net rarely labels right up to the edge.
+
 Across windows whose boxes overlap, the same chromosome found twice is kept once: candidates are
 taken whole ones first (a piece touching an edge of its crop that lies inside the image may be a
 chromosome cut by the crop), then by falling segmenter confidence, and a candidate is dropped as a
@@ -112,10 +117,7 @@ class Instance:
 
     def full_mask(self, shape: tuple[int, int]) -> np.ndarray:
         """The mask as bool ``shape`` (the whole image)."""
-        out = np.zeros(shape, bool)
-        x0, y0, x1, y1 = self.box
-        out[y0:y1, x0:x1] = self.mask
-        return out
+        return self.full_mask_part(0, 0, shape[1], shape[0])
 
 
 def tight(mask: np.ndarray, row0: int = 0, col0: int = 0) -> tuple[int, int, np.ndarray]:
@@ -304,14 +306,15 @@ def in_reading_order(instances: list[Instance]) -> list[Instance]:
 
 
 def join_cut_pieces(pieces: list[Instance], join_iou: float = JOIN_IOU) -> list[Instance]:
-    """One instance for each chromosome that windows saw in parts: two cut pieces (``complete``
-    False) of different windows are parts of one chromosome when, where both windows saw the image
-    (the overlap of their ``seen``), their pixels agree at IoU >= ``join_iou``; parts are joined
-    transitively into the union of their masks, ``complete`` when every pixel of it lies in a
-    part's ``seen``, scored by the parts' area-weighted segmenter score and best detector score.
-    The rest are returned as they are, joined instances after them."""
-    cut = [i for i, piece in enumerate(pieces) if piece.seen is not None]
-    parent = {i: i for i in cut}
+    """One instance for each chromosome that windows saw in parts: two pieces of different
+    windows, at least one of them cut (``complete`` False), are parts of one chromosome when,
+    where both windows saw the image (the overlap of their ``seen``), their pixels agree at IoU
+    >= ``join_iou``; parts are joined transitively into the union of their masks, ``complete``
+    when every pixel of it lies in a part's ``seen``, scored by the parts' area-weighted segmenter
+    score and best detector score. The rest are returned as they are, joined instances after
+    them."""
+    windowed = [i for i, piece in enumerate(pieces) if piece.seen is not None]
+    parent = {i: i for i in windowed}
 
     def root(i: int) -> int:
         while parent[i] != i:
@@ -319,18 +322,18 @@ def join_cut_pieces(pieces: list[Instance], join_iou: float = JOIN_IOU) -> list[
             i = parent[i]
         return i
 
-    if len(cut) > 1:
-        meet = boxes_meet(np.array([pieces[i].box for i in cut]))
+    if len(windowed) > 1:
+        meet = boxes_meet(np.array([pieces[i].box for i in windowed]))
         for a, b in zip(*np.nonzero(np.triu(meet, 1)), strict=True):
-            first, second = pieces[cut[a]], pieces[cut[b]]
+            first, second = pieces[windowed[a]], pieces[windowed[b]]
             if (
                 not (first.complete and second.complete)
                 and first.seen != second.seen
                 and _agree(first, second, join_iou)
             ):
-                parent[root(cut[a])] = root(cut[b])
+                parent[root(windowed[a])] = root(windowed[b])
     groups: dict[int, list[int]] = {}
-    for i in cut:
+    for i in windowed:
         groups.setdefault(root(i), []).append(i)
     joined = [group for group in groups.values() if len(group) > 1]
     parts = {i for group in joined for i in group}
@@ -345,11 +348,9 @@ def _agree(first: Instance, second: Instance, join_iou: float) -> bool:
     x1, y1 = min(first.seen[2], second.seen[2]), min(first.seen[3], second.seen[3])
     if x0 >= x1 or y0 >= y1:
         return False
-    region = [
-        piece.full_mask_part(x0, y0, x1, y1) for piece in (first, second)
-    ]  # bool (y1 - y0, x1 - x0)
-    shared = int((region[0] & region[1]).sum())
-    return shared > 0 and shared >= join_iou * int((region[0] | region[1]).sum())
+    a, b = (piece.full_mask_part(x0, y0, x1, y1) for piece in (first, second))
+    shared = int((a & b).sum())
+    return shared > 0 and shared >= join_iou * int((a | b).sum())
 
 
 def _union(parts: list[Instance]) -> Instance:

@@ -82,6 +82,18 @@ def test_only_foreground_no_chromosome_covers_gets_a_box_after_segmentation():
     assert len(unsegmented_boxes(NormalisedImage(image), both, WIDTH)) == 0
 
 
+def test_a_mosaic_is_looked_at_shrunk_and_its_boxes_come_back_in_its_pixels():
+    shape = (300, 2200)  # wider than MAX_SIDE: the foreground is found at half size
+    found = bar_mask(shape, (200, 150), 120, 2 * WIDTH, 30)
+    left_out = bar_mask(shape, (2000, 150), 120, 2 * WIDTH, -60)
+    image = paint(shape, [(found, DIM), (left_out, DIM)])
+    chromosomes = instances_from_masks(found[None])
+    [box] = unsegmented_boxes(NormalisedImage(image), chromosomes, 2 * WIDTH)
+    rows, cols = np.nonzero(left_out)
+    assert abs(box[0] - cols.min()) <= 3 and abs(box[2] - cols.max() - 1) <= 3
+    assert abs(box[1] - rows.min()) <= 3 and abs(box[3] - rows.max() - 1) <= 3
+
+
 def test_the_second_pass_segments_what_the_first_left_out(tmp_path):
     bars = [bar_mask(SHAPE, (60, 60), 60, WIDTH, 20), bar_mask(SHAPE, (180, 130), 70, WIDTH, 100)]
     job = write_png(tmp_path / "two.png", paint(SHAPE, [(bar, DIM) for bar in bars]))

@@ -82,10 +82,7 @@ def match(
 ) -> list[tuple[int, int, float]]:
     """One-to-one matches ``(predicted index, true index, IoU)`` with IoU >= ``threshold``,
     maximising the summed IoU (``pipeline.core.matching.optimal``)."""
-    if not predicted or not true:
-        return []
-    iou = iou_matrix(intersections(predicted, true), predicted, true)
-    return matching.optimal(iou, threshold)
+    return matching.optimal(iou_matrix(intersections(predicted, true), predicted, true), threshold)
 
 
 def error_kinds(
@@ -168,11 +165,7 @@ def image_scores(
     one and lie at least half on them are not counted (their number is ``not_counted``): a
     chromosome K forgot is not held against the pipeline."""
     shared = intersections(predicted, true)
-    matches = (
-        matching.optimal(iou_matrix(shared, predicted, true), IOU_THRESHOLD)
-        if predicted and true
-        else []
-    )
+    matches = matching.optimal(iou_matrix(shared, predicted, true), IOU_THRESHOLD)
     not_counted = set()
     if unlabelled is not None and unlabelled.any():
         matched = {i for i, _, _ in matches}

@@ -36,7 +36,7 @@ class SegmenterSettings:
 class StitchSettings:
     min_fragment_pixels: int = 20
     min_inside_fraction: float = 0.5
-    min_segmenter_score: float = 0.9
+    min_segmenter_score: float | None = None  # None: the segmenter model's own
     uncertain_max_pixels: int = 200
     duplicate_iou: float = 0.5
     duplicate_containment: float = 0.8

@@ -223,15 +223,16 @@ def summarise(per_image: list[dict]) -> dict:
 
 
 def segment_with_truth(
-    detected: Detected, true_masks: np.ndarray, stitch_config: StitchSettings
+    detected: Detected, true_masks: np.ndarray, stitch_config: StitchSettings, min_score: float
 ) -> None:
     """Fill ``detected.pieces`` from the true chromosome masks ``(N, H, W)`` bool instead of the
-    U-Net: each crop's class probabilities are its one-hot target ``(4, 88, 88)``."""
+    U-Net: each crop's class probabilities are its one-hot target ``(4, 88, 88)`` (small pieces
+    scoring below ``min_score`` dropped, as the model's would be)."""
     target = target_from_instances(true_masks)
     one_hot = np.eye(4, dtype=np.float32)
     for index, geometry in enumerate(detected.geometries):
         probabilities = one_hot[crop_labels(target, geometry)].transpose(2, 0, 1)
-        detected.pieces += crop_pieces(detected, index, probabilities, stitch_config)
+        detected.pieces += crop_pieces(detected, index, probabilities, stitch_config, min_score)
 
 
 def evaluate(
@@ -252,7 +253,10 @@ def evaluate(
         job = ImageJob(image.dapi_path, image.slide, image.name, image.name)
         if true_segmentation:
             detected = detect_image(load_image(job, config.polarity), models, config)
-            segment_with_truth(detected, true_masks, config.stitch)
+            min_score = models.min_score_for(
+                detected.image.normalised.flip, config.stitch.min_segmenter_score
+            )
+            segment_with_truth(detected, true_masks, config.stitch, min_score)
             result = build_result(detected, config, None)
         else:
             result = process_image(job, models, config)

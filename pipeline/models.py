@@ -8,6 +8,9 @@ float32 (0 background, 1 chromosome A, 2 chromosome B, 3 overlap).
 ``Models.segment_dark(crops)``: the same for crops of images whose chromosomes were dark
 (G-banded brightfield: ``pipeline.normalised`` turned them bright); None: ``segment``.
 ``Models.margin``: crop margin in pixels (the geometry the segmenter was trained with).
+``Models.min_segmenter_score`` / ``min_segmenter_score_dark``: the segmenters' own smallest mean
+class probability of a small piece kept (``pipeline.stitch``), where the pipeline config's
+``stitch.min_segmenter_score`` is None.
 ``Models.info``: what ``run.json`` records about them (folders, sha256 of the weights).
 ``Models.max_boxes``: the most boxes the detector returns for one image (None: no limit); an image
 or tile that gets that many may hold more clusters than were found.
@@ -23,6 +26,7 @@ import numpy as np
 from pipeline.config import PipelineConfig
 from pipeline.core.errors import ConfigError
 from pipeline.core.modelfolder import ModelFolder, describe
+from pipeline.stitch import MIN_SEGMENTER_SCORE
 
 
 @dataclass
@@ -34,10 +38,22 @@ class Models:
     max_boxes: int | None = None
     segment_dark: Callable[[np.ndarray], np.ndarray] | None = None
     on_cpu: bool = True  # the networks run on the CPU's cores (not a GPU)
+    min_segmenter_score: float = MIN_SEGMENTER_SCORE
+    min_segmenter_score_dark: float | None = None  # None: min_segmenter_score
 
     def segmenter_for(self, dark: bool) -> Callable[[np.ndarray], np.ndarray]:
         """The segment function for an image whose chromosomes were dark (True) or bright."""
         return self.segment_dark if dark and self.segment_dark is not None else self.segment
+
+    def min_score_for(self, dark: bool, setting: float | None = None) -> float:
+        """The smallest score of a small piece kept in an image whose chromosomes were dark
+        (True) or bright: ``setting`` (``stitch.min_segmenter_score``), or where it is None the
+        segmenter's own."""
+        if setting is not None:
+            return setting
+        if dark and self.min_segmenter_score_dark is not None:
+            return self.min_segmenter_score_dark
+        return self.min_segmenter_score
 
 
 def load_models(config: PipelineConfig, device: str | None = "cpu") -> Models:
@@ -102,4 +118,6 @@ def load_models(config: PipelineConfig, device: str | None = "cpu") -> Models:
         max_boxes=detector_model.config.model.box_detections_per_img,
         segment_dark=segment_dark,
         on_cpu=segmenter_model.device.type == "cpu",
+        min_segmenter_score=segmenter_model.config.inference.min_segmenter_score,
+        min_segmenter_score_dark=dark.config.inference.min_segmenter_score,
     )

@@ -277,11 +277,16 @@ def add_windows(
 
 
 def crop_pieces(
-    detected: Detected, index: int, probabilities: np.ndarray, stitch_config: StitchSettings
+    detected: Detected,
+    index: int,
+    probabilities: np.ndarray,
+    stitch_config: StitchSettings,
+    min_segmenter_score: float,
 ) -> list[Instance]:
     """The chromosomes in crop ``index`` of an image, from its class probabilities
     ``(4, 88, 88)`` resized back to the crop's window (``pipeline.stitch.window_instances``; the
-    config's piece sizes are pixels at the models' scale, turned into the image's here)."""
+    config's piece sizes are pixels at the models' scale, turned into the image's here; small
+    pieces scoring below ``min_segmenter_score`` are dropped)."""
     shape = detected.image.normalised.shape
     geometry = detected.geometries[index]
     maps, (x0, y0, x1, y1) = probabilities_to_image(probabilities, geometry, shape)
@@ -301,15 +306,17 @@ def crop_pieces(
         shape,
         round(stitch_config.min_fragment_pixels * area),
         stitch_config.min_inside_fraction,
-        stitch_config.min_segmenter_score,
+        min_segmenter_score,
         round(stitch_config.uncertain_max_pixels * area),
     )
 
 
-def _chunk_pieces(chunk: list, probabilities: np.ndarray, stitch_config: StitchSettings):
+def _chunk_pieces(
+    chunk: list, probabilities: np.ndarray, stitch_config: StitchSettings, min_score: float
+):
     """``crop_pieces`` of every ``(Detected, box index)`` of ``chunk``, in order."""
     return [
-        crop_pieces(item, index, crop_probabilities, stitch_config)
+        crop_pieces(item, index, crop_probabilities, stitch_config, min_score)
         for (item, index), crop_probabilities in zip(chunk, probabilities, strict=True)
     ]
 
@@ -387,7 +394,13 @@ def _segment_windows(
             chunk = items[start : start + CROPS_PER_CALL]
             crops = np.stack([item.crop(index) for item, index in chunk])
             probabilities = np.asarray(segment(crops))
-            future = pool.submit(_chunk_pieces, chunk, probabilities, config.stitch)
+            future = pool.submit(
+                _chunk_pieces,
+                chunk,
+                probabilities,
+                config.stitch,
+                models.min_score_for(dark, config.stitch.min_segmenter_score),
+            )
             in_flight.append((chunk, future))
             settle(MAPS_IN_FLIGHT)
     settle(0)

@@ -9,8 +9,9 @@ the image (``segmenter.crops`` does the geometry). Within a window, after the ar
 - a piece is dropped when it has fewer than ``min_fragment_pixels`` pixels (default 20, the size
   below which DESIGN.md treats a labelled component as noise), or when it holds no pixel of its
   own class (overlap only), or when it is smaller than ``uncertain_max_pixels`` (default 200) and
-  its mean class probability (``segmenter_score``) is below ``min_segmenter_score`` (default 0.9):
-  a small piece the U-Net is unsure of is a fragment, while a chromosome-sized one is kept however
+  its mean class probability (``segmenter_score``) is below ``min_segmenter_score`` (the
+  pipeline takes the segmenter's own: 0.7 for the shipped DAPI one, 0.9 for the G-band one): a
+  small piece the U-Net is unsure of is a fragment, while a chromosome-sized one is kept however
   unsure (dropping it would lose a chromosome, or a whole cluster);
 - a piece that touches an edge of the crop lying inside the image is *cut*: the chromosome may go
   on beyond the crop. A cut piece with less than ``min_inside_fraction`` (default 0.5) of its

@@ -110,6 +110,9 @@ class TrainSettings:
 class InferenceSettings:
     views: Literal[1, 2, 4] = 4  # crops of 2+ chromosomes: the crop and its mirror images averaged
     bf16: bool | Literal["auto"] = False
+    # the pipeline drops a small piece (stitch.uncertain_max_pixels) whose mean class probability
+    # is below this: how sure of a fragment a model is depends on the model (pipeline.stitch)
+    min_segmenter_score: float = 0.7
 
     @staticmethod
     def upgrade(settings: dict) -> dict:

@@ -160,6 +160,30 @@ def test_images_with_dark_chromosomes_go_to_the_dark_segmenter(tmp_path):
     assert counts["none"] == {"slide/bright.png": 7, "slide/dark.png": 7}
 
 
+def test_each_segmenter_keeps_small_pieces_by_its_own_score(tmp_path):
+    """Small pieces scoring below the segmenter's own ``min_segmenter_score`` are dropped: the
+    dark-image segmenter's for the inverted metaphase, the other's for the bright one, unless the
+    pipeline config sets one score for both."""
+    folder = tmp_path / "data" / "slide"
+    folder.mkdir(parents=True)
+    cv2.imwrite(str(folder / "bright.png"), metaphase(0))
+    cv2.imwrite(str(folder / "dark.png"), 255 - metaphase(0))
+    models = dataclasses.replace(
+        fake_models(), min_segmenter_score=0.0, min_segmenter_score_dark=1.01
+    )
+    jobs = find_jobs([str(tmp_path / "data")], {})
+    counts = {}
+    for name, score in (("own", None), ("set", 0.0)):
+        stitch = {"uncertain_max_pixels": 10**6, "min_segmenter_score": score}  # every piece small
+        run_batch(jobs, models, test_config(stitch=stitch), tmp_path / name, quiet=True)
+        table = pd.read_csv(tmp_path / name / "chromosomes.csv")
+        counts[name] = table["image"].value_counts().to_dict()
+    assert counts == {
+        "own": {"slide/bright.png": 7},
+        "set": {"slide/bright.png": 7, "slide/dark.png": 7},
+    }
+
+
 def test_every_bad_input_fails_alone_with_one_clear_line(tmp_path, capsys):
     data = tmp_path / "data"
     good = make_slides(data, 1)[0]
@@ -347,12 +371,19 @@ def test_a_dark_segmenter_of_another_margin_is_refused(tmp_path):
     from segmenter.config import load_config as segmenter_config
     from segmenter.model import build_model
 
-    config = segmenter_config(None, model={"channels": [4, 8]}, data={"margin": 9})
+    config = segmenter_config(
+        None, model={"channels": [4, 8]}, data={"margin": 9}, inference={"min_segmenter_score": 0.5}
+    )
     ModelFolder.save(tmp_path, build_model(config.model), config, "segmenter")
     with pytest.raises(ConfigError, match="margin"):
         load_models(load_config(None, segmenter={"model_dark": tmp_path}), "cpu")
     models = load_models(load_config(None, segmenter={"model_dark": tmp_path, "margin": 4}), "cpu")
     assert models.info["segmenter_dark"]["folder"] == str(tmp_path)
+    # each segmenter's own score for small pieces, or the pipeline config's for both
+    shipped = load_models(load_config(None), "cpu")
+    assert models.min_score_for(True) == 0.5
+    assert models.min_score_for(False) == shipped.min_score_for(False) != 0.5
+    assert models.min_score_for(True, 0.3) == models.min_score_for(False, 0.3) == 0.3
 
 
 SHIPPED = all(

@@ -72,7 +72,7 @@ def test_a_large_cluster_comes_back_whole_from_several_windows(tmp_path):
     assert len(detected.boxes) == len(detected.geometries) >= 2
     assert all(g.side <= 132 for g in detected.geometries)
     assert set(detected.cluster_ids.tolist()) == {1}
-    segment_with_truth(detected, np.array(truth), config.stitch)
+    segment_with_truth(detected, np.array(truth), config.stitch, 0.0)
     result = build_result(detected, config, None)
     pairs = match(result.instances, instances_from_masks(np.array(truth)))
     assert len(result.instances) == len(truth) == len(pairs)
@@ -90,7 +90,7 @@ def test_a_chromosome_longer_than_a_window_is_joined_from_its_parts(tmp_path, jo
     config = test_config(segmenter={"max_window": 88}, stitch={"join_iou": join_iou})
     detected = detect_image(load_image(job), fake_models(), config)
     assert len(detected.geometries) >= 3
-    segment_with_truth(detected, np.array(bars), config.stitch)
+    segment_with_truth(detected, np.array(bars), config.stitch, 0.0)
     result = build_result(detected, config, None)
     if join_iou is None:
         assert len(result.instances) > 1

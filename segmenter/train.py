@@ -12,7 +12,9 @@ Loss: per crop, cross-entropy (weighted ``1 + contact_weight`` where two chromos
 for the target as labelled and with A/B swapped, keeping the smaller (which chromosome is "A" is
 arbitrary); target pixels of 255 (``segmenter.targets.IGNORE``) count in neither. With
 ``model.distance_head`` and ``train.distance_weight``, plus that weight x the mean absolute error
-of the head's two maps against ``distance_targets`` (in the same A/B order as the rest).
+of the head's two maps against ``distance_targets`` (in the same A/B order as the rest). With
+``model.junction_head`` and ``train.junction_weight``, plus that weight x the binary cross-entropy
+of the junction head against ``junction_targets`` (the same for either order of A and B).
 
 Speed: with ``train.bf16`` (``auto``: where ``pipeline.core.device.bf16_available`` says the
 device has fast bf16, AMX / AVX-512 BF16 on CPUs) the forward pass runs under bf16 autocast on
@@ -69,6 +71,18 @@ def contact_weights(target, weight: float, radius: int = CONTACT_RADIUS):
     return 1 + weight * contact
 
 
+def junction_targets(target, radius: int = CONTACT_RADIUS):
+    """``(B, 1, H, W)`` float32 0/1 for targets ``(B, H, W)`` int64: pixels of chromosome A's own
+    class within ``radius`` pixels of chromosome B's own class, and the other way round, where two
+    chromosomes meet side by side or end to end (a crossing's overlap is no junction: only the
+    corners where its arms meet count)."""
+    import torch.nn.functional as F
+
+    own = [(target == c).unsqueeze(1).float() for c in (1, 2)]
+    near = [F.max_pool2d(mask, 2 * radius + 1, stride=1, padding=radius) for mask in own]
+    return (own[0] * near[1] + own[1] * near[0]).clamp(0, 1)
+
+
 def distance_targets(target, steps: int = DISTANCE_STEPS):
     """``(B, 2, H, W)`` float32 in [0, 1] for targets ``(B, H, W)`` int64: for chromosome A
     (classes A and overlap) and B (B and overlap), each pixel's chessboard distance to the
@@ -94,12 +108,15 @@ def pair_loss(
     contact_weight: float = 0.0,
     distances=None,
     distance_weight: float = 0.0,
+    junctions=None,
+    junction_weight: float = 0.0,
 ):
     """Permutation-invariant loss of logits ``(B, 4, H, W)`` against targets ``(B, H, W)`` int64
     (0..3, or 255 = ignored: such pixels add nothing); cross-entropy weighted by
     ``contact_weights`` where ``contact_weight`` is set; with ``distances`` (the distance head's
     ``(B, 2, H, W)`` logits), ``distance_weight`` x their sigmoid's mean absolute error against
-    ``distance_targets``."""
+    ``distance_targets``; with ``junctions`` (the junction head's ``(B, 1, H, W)`` logits),
+    ``junction_weight`` x their binary cross-entropy against ``junction_targets``."""
     import torch
     import torch.nn.functional as F
 
@@ -125,7 +142,24 @@ def pair_loss(
             loss = loss + distance_weight * error.sum((1, 2, 3)) / (2 * pixels)
         return loss
 
-    return torch.minimum(per_crop(target, [0, 1]), per_crop(swapped, [1, 0])).mean()
+    loss = torch.minimum(per_crop(target, [0, 1]), per_crop(swapped, [1, 0])).mean()
+    if junctions is not None:
+        wrong = F.binary_cross_entropy_with_logits(
+            junctions.float(), junction_targets(target), reduction="none"
+        )
+        loss = loss + junction_weight * ((wrong * valid).sum((1, 2, 3)) / pixels).mean()
+    return loss
+
+
+def _with_heads_of(config: SegmenterConfig, layout):
+    """The full layout of a model folder's ``layout`` with ``config``'s extra heads (each starts
+    from its own weights when fine-tuning: ``pipeline.core.engine.initialise``)."""
+    from dataclasses import replace
+
+    ours = config.model
+    return replace(
+        resolve(layout), distance_head=ours.distance_head, junction_head=ours.junction_head
+    )
 
 
 def loader_arguments(train_config: TrainSettings, device) -> dict:
@@ -180,6 +214,9 @@ def training(net, training_set, config: SegmenterConfig, val_sets: dict, device)
     distance_weight = train_config.distance_weight
     if distance_weight and net.distance_head is None:
         raise ConfigError("train.distance_weight needs model.distance_head: true")
+    junction_weight = train_config.junction_weight
+    if junction_weight and net.junction_head is None:
+        raise ConfigError("train.junction_weight needs model.junction_head: true")
     model = api.Segmenter(net, config, device)
 
     def batches(epoch: int):
@@ -193,8 +230,16 @@ def training(net, training_set, config: SegmenterConfig, val_sets: dict, device)
         targets = targets.to(device, non_blocking=True)
         features = net.features(images)
         distances = net.distance_head(features) if distance_weight else None
+        junctions = net.junction_head(features) if junction_weight else None
         loss = pair_loss(
-            net.head(features), targets, dice_weight, contact_weight, distances, distance_weight
+            net.head(features),
+            targets,
+            dice_weight,
+            contact_weight,
+            distances,
+            distance_weight,
+            junctions,
+            junction_weight,
         )
         return {"loss": loss}
 
@@ -324,7 +369,7 @@ def train(
 
     # channels-last: faster convolutions on CPU (the inference form uses it too)
     net = build_model(config.model).to(target_device, memory_format=torch.channels_last)
-    engine.initialise(run, api.STAGE, net, init, resolve)
+    engine.initialise(run, api.STAGE, net, init, lambda layout: _with_heads_of(config, layout))
     log.info(
         "model %s: %d parameters, %.1f M multiply-adds per 88x88 crop",
         config.model,

@@ -52,6 +52,7 @@ import numpy as np
 
 CHROMOSOME_A, CHROMOSOME_B, OVERLAP = 1, 2, 3  # class 0 is background
 NUM_CLASSES = 4  # class maps before a segmenter's junction map (segmenter.api.segment)
+JUNCTION_THRESHOLD = 0.5
 MIN_FRAGMENT_PIXELS = 20
 MIN_INSIDE_FRACTION = 0.5
 DUPLICATE_IOU = 0.5
@@ -159,7 +160,9 @@ def window_instances(
     probabilities = window.probabilities[:NUM_CLASSES]
     labels = probabilities.argmax(axis=0)
     confidence = probabilities.max(axis=0)
-    junctions = window.probabilities[NUM_CLASSES] >= 0.5 if len(window.probabilities) > 4 else None
+    junctions = None
+    if len(window.probabilities) > NUM_CLASSES:
+        junctions = window.probabilities[NUM_CLASSES] >= JUNCTION_THRESHOLD
     min_part = max(min_fragment_pixels, uncertain_max_pixels // 2)
     height, width = labels.shape
     x0, y0, x1, y1 = window.box

@@ -13,8 +13,9 @@ for the target as labelled and with A/B swapped, keeping the smaller (which chro
 arbitrary); target pixels of 255 (``segmenter.targets.IGNORE``) count in neither. With
 ``model.distance_head`` and ``train.distance_weight``, plus that weight x the mean absolute error
 of the head's two maps against ``distance_targets`` (in the same A/B order as the rest). With
-``model.junction_head`` and ``train.junction_weight``, plus that weight x the binary cross-entropy
-of the junction head against ``junction_targets`` (the same for either order of A and B).
+``model.junction_head`` and ``train.junction_weight``, plus that weight x the class-balanced
+binary cross-entropy of the junction head against ``junction_targets`` (the same for either order
+of A and B: ``balanced_cross_entropy``).
 
 Speed: with ``train.bf16`` (``auto``: where ``pipeline.core.device.bf16_available`` says the
 device has fast bf16, AMX / AVX-512 BF16 on CPUs) the forward pass runs under bf16 autocast on
@@ -116,7 +117,7 @@ def pair_loss(
     ``contact_weights`` where ``contact_weight`` is set; with ``distances`` (the distance head's
     ``(B, 2, H, W)`` logits), ``distance_weight`` x their sigmoid's mean absolute error against
     ``distance_targets``; with ``junctions`` (the junction head's ``(B, 1, H, W)`` logits),
-    ``junction_weight`` x their binary cross-entropy against ``junction_targets``."""
+    ``junction_weight`` x their ``balanced_cross_entropy`` against ``junction_targets``."""
     import torch
     import torch.nn.functional as F
 
@@ -144,11 +145,26 @@ def pair_loss(
 
     loss = torch.minimum(per_crop(target, [0, 1]), per_crop(swapped, [1, 0])).mean()
     if junctions is not None:
-        wrong = F.binary_cross_entropy_with_logits(
-            junctions.float(), junction_targets(target), reduction="none"
+        loss = loss + junction_weight * balanced_cross_entropy(
+            junctions.float(), junction_targets(target), valid
         )
-        loss = loss + junction_weight * ((wrong * valid).sum((1, 2, 3)) / pixels).mean()
     return loss
+
+
+def balanced_cross_entropy(logits, wanted, valid):
+    """Binary cross-entropy of ``logits`` against 0/1 ``wanted`` over the ``valid`` pixels (all
+    ``(B, 1, H, W)``), the mean over the positives and the mean over the negatives averaged: a
+    junction is a few pixels of a crop, and without the balance the head learns to say "none"
+    (the class-balanced loss of HED edge maps, Xie & Tu 2015)."""
+    import torch.nn.functional as F
+
+    wrong = F.binary_cross_entropy_with_logits(logits, wanted, reduction="none") * valid
+    positive = wanted * valid
+    negative = valid - positive
+    return 0.5 * (
+        (wrong * positive).sum() / positive.sum().clamp(min=1)
+        + (wrong * negative).sum() / negative.sum().clamp(min=1)
+    )
 
 
 def _with_heads_of(config: SegmenterConfig, layout):

@@ -13,10 +13,6 @@ the image (``segmenter.crops`` does the geometry). Within a window, after the ar
   pipeline takes the segmenter's own: 0.7 for the shipped DAPI one, 0.9 for the G-band one): a
   small piece the U-Net is unsure of is a fragment, while a chromosome-sized one is kept however
   unsure (dropping it would lose a chromosome, or a whole cluster);
-- with a segmenter that has a junction head (a fifth probability map: where two chromosomes
-  meet, ``segmenter.model``), a piece that the map's pixels >= 0.5 part into two or more parts of
-  at least half ``uncertain_max_pixels`` each is that many chromosomes: every pixel of the piece
-  goes to the nearest part (two chromosomes meeting end to end that the U-Net gave one class);
 - a piece that touches an edge of the crop lying inside the image is *cut*: the chromosome may go
   on beyond the crop. A cut piece with less than ``min_inside_fraction`` (default 0.5) of its
   pixels inside its detector box is dropped: it is a neighbour caught in the crop's margin, found
@@ -51,8 +47,6 @@ import cv2
 import numpy as np
 
 CHROMOSOME_A, CHROMOSOME_B, OVERLAP = 1, 2, 3  # class 0 is background
-NUM_CLASSES = 4  # class maps before a segmenter's junction map (segmenter.api.segment)
-JUNCTION_THRESHOLD = 0.5
 MIN_FRAGMENT_PIXELS = 20
 MIN_INSIDE_FRACTION = 0.5
 DUPLICATE_IOU = 0.5
@@ -67,8 +61,7 @@ UNCERTAIN_MAX_PIXELS = 200  # configs/pipeline.yaml)
 class Window:
     """One detector box's segmentation in image coordinates.
 
-    ``probabilities``: float32 ``(4, h, w)`` (or ``(5, h, w)``: a junction map after the
-    classes) for image rows ``row0:row0+h`` and columns
+    ``probabilities``: float32 ``(4, h, w)`` for image rows ``row0:row0+h`` and columns
     ``col0:col0+w`` (inside the image). ``box``: the detector box, float32 ``(4,)`` x0, y0, x1, y1
     in pixel edges. ``cluster_id``: the box's id in the image (1..M).
     """
@@ -157,13 +150,9 @@ def window_instances(
     uncertain_max_pixels: int = UNCERTAIN_MAX_PIXELS,
 ) -> list[Instance]:
     """The chromosomes of one window (see the module docstring for the rules)."""
-    probabilities = window.probabilities[:NUM_CLASSES]
+    probabilities = window.probabilities
     labels = probabilities.argmax(axis=0)
     confidence = probabilities.max(axis=0)
-    junctions = None
-    if len(window.probabilities) > NUM_CLASSES:
-        junctions = window.probabilities[NUM_CLASSES] >= JUNCTION_THRESHOLD
-    min_part = max(min_fragment_pixels, uncertain_max_pixels // 2)
     height, width = labels.shape
     x0, y0, x1, y1 = window.box
     rows = np.arange(height)[:, None] + window.row0 + 0.5
@@ -188,12 +177,8 @@ def window_instances(
     for chromosome_class in (CHROMOSOME_A, CHROMOSOME_B):
         own = labels == chromosome_class
         count, pieces = cv2.connectedComponents((own | overlap).astype(np.uint8), connectivity=8)
-        parts = (
-            part
-            for index in range(1, count)
-            for part in split_at_junctions(pieces == index, junctions, min_part)
-        )
-        for piece in parts:
+        for index in range(1, count):
+            piece = pieces == index
             area = int(piece.sum())
             if area < min_fragment_pixels or not (own & piece).any():
                 continue
@@ -217,27 +202,6 @@ def window_instances(
                 )
             )
     return out
-
-
-def split_at_junctions(
-    piece: np.ndarray, junctions: np.ndarray | None, min_part: int
-) -> list[np.ndarray]:
-    """Bool ``piece`` ``(h, w)`` as one mask, or as several where the bool ``junctions`` map of the
-    same shape parts it into two or more 8-connected parts of at least ``min_part`` pixels: then
-    one mask per such part, each pixel of the piece going to the nearest part."""
-    if junctions is None:
-        return [piece]
-    count, parts, stats, _ = cv2.connectedComponentsWithStats(
-        (piece & ~junctions).astype(np.uint8), connectivity=8
-    )
-    big = [index for index in range(1, count) if stats[index, cv2.CC_STAT_AREA] >= min_part]
-    if len(big) < 2:
-        return [piece]
-    unassigned = (~np.isin(parts, big)).astype(np.uint8)
-    _, nearest = cv2.distanceTransformWithLabels(
-        unassigned, cv2.DIST_L2, 5, labelType=cv2.DIST_LABEL_CCOMP
-    )
-    return [piece & (nearest == nearest[parts == index][0]) for index in big]
 
 
 def mask_iou(a: Instance, b: Instance) -> float:

@@ -23,7 +23,6 @@ import numpy as np
 from pipeline.core.device import select_device, use_bf16
 from pipeline.core.modelfolder import ModelFolder
 from segmenter.config import SegmenterConfig
-from segmenter.metrics import NUM_CLASSES
 
 PRETRAINED = Path(__file__).resolve().parent / "pretrained"
 # the shipped model for G-banded images (chromosomes dark, inverted by pipeline.imageio.normalise)
@@ -79,11 +78,9 @@ def segment(
     """Segment crops ``(N, H, W)`` float32 (normalised, normally 88x88).
 
     Returns labels ``(N, H, W)`` uint8 (argmax) and per-class probabilities ``(N, 4, H, W)``
-    float32 (softmax); for a model with a junction head (``model.junction_head``), ``(N, 5, H,
-    W)``: the fifth channel is the probability that a pixel lies where two chromosomes meet. Runs
-    under ``torch.no_grad``; every call of the network gets exactly ``batch_size`` crops (the
-    last one padded with blank crops), so that a crop's result does not depend on which other
-    crops it is segmented with (the CPU kernels differ by batch size).
+    float32 (softmax). Runs under ``torch.no_grad``; every call of the network gets exactly
+    ``batch_size`` crops (the last one padded with blank crops), so that a crop's result does not
+    depend on which other crops it is segmented with (the CPU kernels differ by batch size).
 
     With ``inference.bf16`` in the model's config (``auto``: where
     ``pipeline.core.device.bf16_available``) the network runs in bf16 (``load_model`` made its
@@ -112,7 +109,7 @@ def segment(
             for view, axes in zip(np.split(mirrored, len(mirrors)), mirrors, strict=True):
                 total = total + _aligned(np.flip(view, axes), total)
             probabilities[several] = total / views
-            labels[several] = class_labels(probabilities[several, :NUM_CLASSES])
+            labels[several] = class_labels(probabilities[several])
     return labels, probabilities
 
 
@@ -132,16 +129,12 @@ def class_labels(probabilities: np.ndarray) -> np.ndarray:
 def _probabilities(
     model: Segmenter, crops: np.ndarray, batch_size: int, with_labels: bool = False
 ) -> tuple[np.ndarray, np.ndarray | None]:
-    """Softmax ``(N, 4, H, W)`` float32 of the network for crops ``(N, H, W)`` float32 (and the
-    junction head's sigmoid as a fifth channel where the network has one), in calls of exactly
-    ``batch_size`` crops, and (``with_labels``; else None) its ``class_labels`` ``(N, H, W)``
-    uint8, taken call by call while the call's output is still in the cache."""
+    """Softmax ``(N, 4, H, W)`` float32 of the network for crops ``(N, H, W)`` float32, in calls
+    of exactly ``batch_size`` crops, and (``with_labels``; else None) its ``class_labels``
+    ``(N, H, W)`` uint8, taken call by call while the call's output is still in the cache."""
     import torch
 
-    net = model.net
-    junction_head = getattr(net, "junction_head", None)
-    channels = NUM_CLASSES + (junction_head is not None)
-    probabilities = np.zeros((len(crops), channels, *crops.shape[1:]), np.float32)
+    probabilities = np.zeros((len(crops), 4, *crops.shape[1:]), np.float32)
     labels = np.zeros((len(crops), *crops.shape[1:]), np.uint8) if with_labels else None
     batch = np.zeros((batch_size, 1, *crops.shape[1:]), np.float32)
     model.net.eval()
@@ -153,16 +146,10 @@ def _probabilities(
             batch[count:] = 0
             tensor = torch.from_numpy(batch).to(model.device)
             tensor = tensor.contiguous(memory_format=torch.channels_last)
-            if junction_head is None:
-                output = torch.softmax(net(tensor).float(), dim=1)
-            else:
-                features = net.features(tensor)
-                output = torch.softmax(net.head(features).float(), dim=1)
-                output = torch.cat([output, torch.sigmoid(junction_head(features).float())], 1)
-            output = output.cpu().numpy()[:count]
+            output = torch.softmax(model.net(tensor).float(), dim=1).cpu().numpy()[:count]
             probabilities[start : start + count] = output
             if with_labels:
-                labels[start : start + count] = class_labels(output[:, :NUM_CLASSES])
+                labels[start : start + count] = class_labels(output)
     return probabilities, labels
 
 

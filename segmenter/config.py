@@ -17,15 +17,13 @@ DEFAULT_LAYOUT = {  # no preset
     "norm": "batch",
     "skip": "add",
     "distance_head": False,
-    "junction_head": False,
 }
 
 
 @dataclass
 class Layout:
     """The network (``segmenter.model``): ``channels`` (the width of every level; length - 1
-    poolings), ``norm``, ``skip``, ``distance_head`` (an extra training output) and
-    ``junction_head`` (an extra output the pipeline cuts chromosomes at); those left
+    poolings), ``norm``, ``skip`` and ``distance_head`` (an extra training output); those left
     None come from the ``preset``, or without one from ``DEFAULT_LAYOUT``
     (``segmenter.model.resolve`` fills them in)."""
 
@@ -34,7 +32,6 @@ class Layout:
     norm: Literal["batch", "none"] | None = None
     skip: Literal["concat", "add"] | None = None
     distance_head: bool | None = None
-    junction_head: bool | None = None
 
 
 @dataclass
@@ -101,7 +98,6 @@ class TrainSettings:
     dice_weight: float = 1.0
     contact_weight: float = 4.0
     distance_weight: float = 0.0  # needs model.distance_head
-    junction_weight: float = 0.0  # needs model.junction_head
     workers: int = 2
     bf16: bool | Literal["auto"] = "auto"
     # the weights kept in the model folder: the best validation epoch's, or the last epoch's (a

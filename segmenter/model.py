@@ -11,10 +11,7 @@ works: the upsampled features are padded or cut to the skip's exact size.
 ``distance_head`` adds a second 1x1 head on the same features, two channels: each chromosome's
 distance to its own edge, under the other one too (``segmenter.train.distance_targets``), an
 extra training target that asks the network where each chromosome runs beneath an overlap;
-inference reads only the 4-class logits. ``junction_head`` adds a one-channel 1x1 head: the
-logit that a pixel lies where two chromosomes meet (``segmenter.train.junction_targets``);
-``segmenter.api.segment`` returns its probability as a fifth channel, and the pipeline's stitcher
-cuts a chromosome in two where it runs across a junction (``pipeline.stitch``).
+inference reads only the 4-class logits.
 
 Presets (``PRESETS``) name whole layouts; ``hu2017`` is the seed's network (Hu et al. 2017):
 64/128/256 channels, two poolings, no normalisation, concatenating skips.
@@ -30,15 +27,14 @@ from torch import nn
 
 from pipeline.core import config as core_config
 from segmenter.config import DEFAULT_LAYOUT, Layout
-from segmenter.metrics import NUM_CLASSES
 
+NUM_CLASSES = 4
 PRESETS = {
     "hu2017": {
         "channels": [64, 128, 256],
         "norm": "none",
         "skip": "concat",
         "distance_head": False,
-        "junction_head": False,
     },
 }
 NORMS = ("batch", "none")
@@ -59,12 +55,7 @@ class UNet(nn.Module):
     """``(B, 1, H, W)`` float -> ``(B, 4, H, W)`` logits (background, A, B, overlap)."""
 
     def __init__(
-        self,
-        channels: list[int],
-        norm: str = "batch",
-        skip: str = "add",
-        distance_head: bool = False,
-        junction_head: bool = False,
+        self, channels: list[int], norm: str = "batch", skip: str = "add", distance_head=False
     ):
         super().__init__()
         if len(channels) < 2 or any(int(c) < 1 for c in channels):
@@ -88,7 +79,6 @@ class UNet(nn.Module):
                 self.decoder.append(_conv_block(shallow, shallow, norm))
         self.head = nn.Conv2d(widths[0], NUM_CLASSES, 1)
         self.distance_head = nn.Conv2d(widths[0], 2, 1) if distance_head else None
-        self.junction_head = nn.Conv2d(widths[0], 1, 1) if junction_head else None
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.head(self.features(x))
@@ -137,9 +127,7 @@ def resolve(layout: Layout | dict | None) -> Layout:
 def build_model(layout: Layout | dict | None) -> UNet:
     """A U-Net from a ``model:`` config section (see ``resolve``)."""
     layout = resolve(layout)
-    return UNet(
-        layout.channels, layout.norm, layout.skip, layout.distance_head, layout.junction_head
-    )
+    return UNet(layout.channels, layout.norm, layout.skip, layout.distance_head)
 
 
 def count_macs(model: nn.Module, size: int = 88) -> int:

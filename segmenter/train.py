@@ -12,10 +12,7 @@ Loss: per crop, cross-entropy (weighted ``1 + contact_weight`` where two chromos
 for the target as labelled and with A/B swapped, keeping the smaller (which chromosome is "A" is
 arbitrary); target pixels of 255 (``segmenter.targets.IGNORE``) count in neither. With
 ``model.distance_head`` and ``train.distance_weight``, plus that weight x the mean absolute error
-of the head's two maps against ``distance_targets`` (in the same A/B order as the rest). With
-``model.junction_head`` and ``train.junction_weight``, plus that weight x the class-balanced
-binary cross-entropy of the junction head against ``junction_targets`` (the same for either order
-of A and B: ``balanced_cross_entropy``).
+of the head's two maps against ``distance_targets`` (in the same A/B order as the rest).
 
 Speed: with ``train.bf16`` (``auto``: where ``pipeline.core.device.bf16_available`` says the
 device has fast bf16, AMX / AVX-512 BF16 on CPUs) the forward pass runs under bf16 autocast on
@@ -72,18 +69,6 @@ def contact_weights(target, weight: float, radius: int = CONTACT_RADIUS):
     return 1 + weight * contact
 
 
-def junction_targets(target, radius: int = CONTACT_RADIUS):
-    """``(B, 1, H, W)`` float32 0/1 for targets ``(B, H, W)`` int64: pixels of chromosome A's own
-    class within ``radius`` pixels of chromosome B's own class, and the other way round, where two
-    chromosomes meet side by side or end to end (a crossing's overlap is no junction: only the
-    corners where its arms meet count)."""
-    import torch.nn.functional as F
-
-    own = [(target == c).unsqueeze(1).float() for c in (1, 2)]
-    near = [F.max_pool2d(mask, 2 * radius + 1, stride=1, padding=radius) for mask in own]
-    return (own[0] * near[1] + own[1] * near[0]).clamp(0, 1)
-
-
 def distance_targets(target, steps: int = DISTANCE_STEPS):
     """``(B, 2, H, W)`` float32 in [0, 1] for targets ``(B, H, W)`` int64: for chromosome A
     (classes A and overlap) and B (B and overlap), each pixel's chessboard distance to the
@@ -109,15 +94,12 @@ def pair_loss(
     contact_weight: float = 0.0,
     distances=None,
     distance_weight: float = 0.0,
-    junctions=None,
-    junction_weight: float = 0.0,
 ):
     """Permutation-invariant loss of logits ``(B, 4, H, W)`` against targets ``(B, H, W)`` int64
     (0..3, or 255 = ignored: such pixels add nothing); cross-entropy weighted by
     ``contact_weights`` where ``contact_weight`` is set; with ``distances`` (the distance head's
     ``(B, 2, H, W)`` logits), ``distance_weight`` x their sigmoid's mean absolute error against
-    ``distance_targets``; with ``junctions`` (the junction head's ``(B, 1, H, W)`` logits),
-    ``junction_weight`` x their ``balanced_cross_entropy`` against ``junction_targets``."""
+    ``distance_targets``."""
     import torch
     import torch.nn.functional as F
 
@@ -143,39 +125,7 @@ def pair_loss(
             loss = loss + distance_weight * error.sum((1, 2, 3)) / (2 * pixels)
         return loss
 
-    loss = torch.minimum(per_crop(target, [0, 1]), per_crop(swapped, [1, 0])).mean()
-    if junctions is not None:
-        loss = loss + junction_weight * balanced_cross_entropy(
-            junctions.float(), junction_targets(target), valid
-        )
-    return loss
-
-
-def balanced_cross_entropy(logits, wanted, valid):
-    """Binary cross-entropy of ``logits`` against 0/1 ``wanted`` over the ``valid`` pixels (all
-    ``(B, 1, H, W)``), the mean over the positives and the mean over the negatives averaged: a
-    junction is a few pixels of a crop, and without the balance the head learns to say "none"
-    (the class-balanced loss of HED edge maps, Xie & Tu 2015)."""
-    import torch.nn.functional as F
-
-    wrong = F.binary_cross_entropy_with_logits(logits, wanted, reduction="none") * valid
-    positive = wanted * valid
-    negative = valid - positive
-    return 0.5 * (
-        (wrong * positive).sum() / positive.sum().clamp(min=1)
-        + (wrong * negative).sum() / negative.sum().clamp(min=1)
-    )
-
-
-def _with_heads_of(config: SegmenterConfig, layout):
-    """The full layout of a model folder's ``layout`` with ``config``'s extra heads (each starts
-    from its own weights when fine-tuning: ``pipeline.core.engine.initialise``)."""
-    from dataclasses import replace
-
-    ours = config.model
-    return replace(
-        resolve(layout), distance_head=ours.distance_head, junction_head=ours.junction_head
-    )
+    return torch.minimum(per_crop(target, [0, 1]), per_crop(swapped, [1, 0])).mean()
 
 
 def loader_arguments(train_config: TrainSettings, device) -> dict:
@@ -230,9 +180,6 @@ def training(net, training_set, config: SegmenterConfig, val_sets: dict, device)
     distance_weight = train_config.distance_weight
     if distance_weight and net.distance_head is None:
         raise ConfigError("train.distance_weight needs model.distance_head: true")
-    junction_weight = train_config.junction_weight
-    if junction_weight and net.junction_head is None:
-        raise ConfigError("train.junction_weight needs model.junction_head: true")
     model = api.Segmenter(net, config, device)
 
     def batches(epoch: int):
@@ -246,16 +193,8 @@ def training(net, training_set, config: SegmenterConfig, val_sets: dict, device)
         targets = targets.to(device, non_blocking=True)
         features = net.features(images)
         distances = net.distance_head(features) if distance_weight else None
-        junctions = net.junction_head(features) if junction_weight else None
         loss = pair_loss(
-            net.head(features),
-            targets,
-            dice_weight,
-            contact_weight,
-            distances,
-            distance_weight,
-            junctions,
-            junction_weight,
+            net.head(features), targets, dice_weight, contact_weight, distances, distance_weight
         )
         return {"loss": loss}
 
@@ -385,7 +324,7 @@ def train(
 
     # channels-last: faster convolutions on CPU (the inference form uses it too)
     net = build_model(config.model).to(target_device, memory_format=torch.channels_last)
-    engine.initialise(run, api.STAGE, net, init, lambda layout: _with_heads_of(config, layout))
+    engine.initialise(run, api.STAGE, net, init, resolve)
     log.info(
         "model %s: %d parameters, %.1f M multiply-adds per 88x88 crop",
         config.model,

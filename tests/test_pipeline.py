@@ -151,26 +151,6 @@ def test_stitch_merges_duplicates_and_drops_fragments_and_neighbours():
     assert stitch([window_from_labels(overlap_only, 0, 0, (0, 0, 40, 40))], (40, 40)) == []
 
 
-def test_a_junction_map_cuts_a_chromosome_in_two():
-    """Two chromosomes end to end that the U-Net gave one class come back as two where the
-    junction map (a fifth channel) parts them; not without the map, nor where the map only chips
-    a small piece off an end."""
-    labels = np.zeros((40, 80), np.uint8)
-    labels[15:25, 5:75] = 1
-    window = window_from_labels(labels, 0, 0, (0, 0, 80, 40))
-    junctions = np.zeros((1, 40, 80), np.float32)
-    junctions[0, :, 38:41] = 0.9
-    cut = Window(np.concatenate([window.probabilities, junctions]), 0, 0, window.box, 0.8, 1)
-    assert len(stitch([window], (40, 80))) == 1
-    parts = stitch([cut], (40, 80))
-    assert sorted(part.box for part in parts) == [(5, 15, 40, 25), (40, 15, 75, 25)]
-    assert sum(part.area for part in parts) == 700
-    junctions[:] = 0
-    junctions[0, :, 8:10] = 0.9  # 30 pixels beyond it: under half of uncertain_max_pixels
-    chipped = Window(np.concatenate([window.probabilities, junctions]), 0, 0, window.box, 0.8, 1)
-    assert [part.area for part in stitch([chipped], (40, 80))] == [700]
-
-
 def test_instances_json_decodes_back_to_the_same_masks():
     shape = (150, 130)
     image, masks = scattered_bars(shape, 4, 3, seed=1)

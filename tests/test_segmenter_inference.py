@@ -51,23 +51,6 @@ def test_every_network_call_gets_the_batch_size():
     assert labels.shape == (5, 88, 88) and probabilities.shape == (5, 4, 88, 88)
 
 
-@pytest.mark.parametrize("views", [1, 4])
-def test_a_junction_head_adds_a_fifth_map_and_leaves_the_classes_alone(views):
-    torch.manual_seed(0)
-    net = build_model({"channels": [4, 8], "junction_head": True}).eval()
-    labels, probabilities = api.segment(model_with(net, views), crops(3), batch_size=2)
-    assert probabilities.shape == (3, 5, 88, 88)
-    np.testing.assert_allclose(probabilities[:, :4].sum(axis=1), 1, atol=1e-5)
-    assert probabilities[:, 4].min() >= 0 and probabilities[:, 4].max() <= 1
-    np.testing.assert_array_equal(labels, probabilities[:, :4].argmax(axis=1))
-    if views == 1:
-        with torch.no_grad():
-            junctions = torch.sigmoid(
-                net.junction_head(net.features(torch.from_numpy(crops(3))[:, None]))
-            )
-        np.testing.assert_allclose(probabilities[:, 4], junctions[:, 0].numpy(), atol=1e-5)
-
-
 def test_mirrored_pass_agrees_after_exchanging_a_and_b():
     # mirrored, this network's A and B change sides: aligned, the mirrored pass says the same
     images = crops()

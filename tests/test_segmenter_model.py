@@ -38,7 +38,7 @@ def test_hu2017_is_the_seeds_layout():
     with pytest.raises(ValueError, match="unknown segmenter preset"):
         resolve({"preset": "nope"})
     # without a preset, what a section leaves out is the default layout's
-    assert resolve({"channels": [8, 16]}) == Layout(None, [8, 16], "batch", "add", False, False)
+    assert resolve({"channels": [8, 16]}) == Layout(None, [8, 16], "batch", "add", False)
     with pytest.raises(ValueError, match="unknown setting model.width"):
         resolve({"width": [8, 16]})
 

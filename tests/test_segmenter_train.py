@@ -19,7 +19,7 @@ from segmenter.config import load_config
 from segmenter.metrics import swap_ab
 from segmenter.model import build_model
 from segmenter.targets import IGNORE
-from segmenter.train import contact_weights, distance_targets, junction_targets, pair_loss
+from segmenter.train import contact_weights, distance_targets, pair_loss
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
@@ -35,33 +35,19 @@ def _bars(size: int = 32) -> tuple[np.ndarray, np.ndarray]:
     return torch.tensor(image[:, None], dtype=torch.float32), torch.from_numpy(target)
 
 
-@pytest.mark.parametrize(
-    "contact_weight, distance_weight, junction_weight",
-    [(0.0, 0.0, 0.0), (4.0, 0.0, 0.0), (4.0, 1.0, 0.0), (4.0, 0.0, 1.0)],
-)
-def test_loss_is_permutation_invariant_and_falls_in_a_few_steps(
-    contact_weight, distance_weight, junction_weight
-):
+@pytest.mark.parametrize("contact_weight, distance_weight", [(0.0, 0.0), (4.0, 0.0), (4.0, 1.0)])
+def test_loss_is_permutation_invariant_and_falls_in_a_few_steps(contact_weight, distance_weight):
     torch.manual_seed(0)
     images, targets = _bars()
     layout = {"channels": [4, 8], "norm": "batch", "skip": "add"}
-    heads = {"distance_head": bool(distance_weight), "junction_head": bool(junction_weight)}
-    net = build_model({**layout, **heads})
+    net = build_model({**layout, "distance_head": bool(distance_weight)})
     optimizer = torch.optim.Adam(net.parameters(), lr=0.01)
 
     def loss_of(target):
         features = net.features(images)
         distances = net.distance_head(features) if distance_weight else None
-        junctions = net.junction_head(features) if junction_weight else None
         return pair_loss(
-            net.head(features),
-            target,
-            1.0,
-            contact_weight,
-            distances,
-            distance_weight,
-            junctions,
-            junction_weight,
+            net.head(features), target, 1.0, contact_weight, distances, distance_weight
         )
 
     swapped = torch.from_numpy(swap_ab(targets.numpy()))
@@ -93,46 +79,12 @@ def test_distance_targets_follow_each_chromosome_beneath_the_other():
     np.testing.assert_array_equal(swapped, distances[::-1])  # pair_loss relies on this
 
 
-@pytest.mark.parametrize("head", ["distance", "junction"])
-def test_a_head_weight_needs_the_head(head):
-    config = load_config(None, model={"channels": [4, 8]}, train={f"{head}_weight": 1.0})
-    with pytest.raises(ConfigError, match=f"{head}_head"):
+def test_distance_weight_needs_the_head():
+    config = load_config(None, model={"channels": [4, 8]}, train={"distance_weight": 1.0})
+    with pytest.raises(ConfigError, match="distance_head"):
         train_module.training(
             build_model(config.model), list(range(64)), config, {}, torch.device("cpu")
         )
-
-
-def test_junction_targets_where_two_chromosomes_meet_not_inside_a_crossing():
-    target = torch.zeros(2, 30, 30, dtype=torch.int64)
-    target[0, 8:12, 2:15] = 1  # end to end, touching at column 14/15
-    target[0, 8:12, 15:28] = 2
-    target[1, 11:19, 2:28] = 1  # a crossing: B over A, a 6 px wide overlap
-    target[1, 2:28, 12:18] = 2
-    target[1, 11:19, 12:18] = 3
-    junctions = junction_targets(target, radius=2).numpy()[:, 0]
-    assert junctions.shape == (2, 30, 30)
-    assert junctions[0, 8:12, 13:17].all() and junctions[0].sum() == 4 * 4
-    assert junctions[1, 13:17, 12:18].sum() == 0  # the overlap's middle: no junction
-    assert junctions[1].sum() <= 4 * 2 * 2 * 2  # at most the four corners where the arms meet
-    swapped = junction_targets(torch.from_numpy(swap_ab(target.numpy())), radius=2)
-    np.testing.assert_array_equal(swapped.numpy()[:, 0], junctions)  # the same for either order
-
-
-def test_fine_tuning_adds_a_head_with_its_own_weights(tmp_path):
-    from pipeline.core import engine
-
-    plain = load_config(None, model={"channels": [4, 8]})
-    net = build_model(plain.model)
-    ModelFolder.save(tmp_path / "plain", net, plain, "segmenter")
-    config = load_config(None, model={"channels": [4, 8], "junction_head": True})
-    run = engine.start("segmenter", config, tmp_path / "run")
-    tuned = build_model(config.model)
-    fresh = tuned.junction_head.weight.detach().clone()
-    heads = lambda layout: train_module._with_heads_of(config, layout)  # noqa: E731
-    engine.initialise(run, "segmenter", tuned, tmp_path / "plain", heads)
-    for key, value in net.state_dict().items():
-        torch.testing.assert_close(tuned.state_dict()[key], value)
-    torch.testing.assert_close(tuned.junction_head.weight.detach(), fresh)
 
 
 def test_contact_weights_where_two_chromosomes_meet():

@@ -112,19 +112,15 @@ def start(
 def initialise(run: Run, stage: str, network, init, resolve=lambda layout: layout) -> None:
     """Start a new run's ``network`` from the model folder ``init`` (fine-tuning; None: from
     its own initial weights), recorded with its sha256 as ``train.init`` in the run's config.
-    ``resolve`` reads the folder's ``model`` section as the config's must equal it; a stage may
-    make it take over parts that need no weights of the folder (the segmenter's extra heads: a
-    head the folder lacks starts from its own initial weights, one the config lacks is left out).
     A resumed run keeps its own record and gets its weights from the checkpoint (``fit``)."""
     if run.checkpoint is not None:
         return
     run.config.train.init = None
     if init is not None:
         folder = ModelFolder(init, stage, type(run.config))
-        state = folder.initial_state(run.config.model, resolve)
-        missing, _ = network.load_state_dict(state, strict=False)
+        network.load_state_dict(folder.initial_state(run.config.model, resolve))
         run.config.train.init = folder.describe()
-        run.log.info("initialised from %s%s", init, f" (new: {missing})" if missing else "")
+        run.log.info("initialised from %s", init)
 
 
 @dataclass

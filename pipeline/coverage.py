@@ -21,6 +21,9 @@ thicker than where two cross.
   at least ``MIN_UNSEGMENTED`` chromosome areas that is not a nucleus gets its bounding box. With
   stop 29's windows, on the ADIR val slides, it found 29 of the 53 chromosomes the first pass had
   left out (docs/results.md).
+
+And after stitching, ``without_blobs`` drops what came back much thicker than a chromosome
+(pipeline setting ``stitch.max_thickness``).
 """
 
 from __future__ import annotations
@@ -53,10 +56,24 @@ def foreground(image: NormalisedImage) -> tuple[np.ndarray, int]:
     return otsu_foreground(flattened(normalised.astype(np.float32) / 255)), factor
 
 
-def _is_nucleus(piece: np.ndarray, width: float) -> bool:
-    """Whether bool ``piece`` is at least ``NUCLEUS_THICKNESS`` chromosome widths thick."""
+def _is_nucleus(piece: np.ndarray, width: float, thickness: float = NUCLEUS_THICKNESS) -> bool:
+    """Whether bool ``piece`` is at least ``thickness`` chromosome widths (``width`` px) thick:
+    twice its largest distance to the background."""
     mask = np.pad(piece, 1).astype(np.uint8)
-    return 2 * cv2.distanceTransform(mask, cv2.DIST_L2, 3).max() >= NUCLEUS_THICKNESS * width
+    return 2 * cv2.distanceTransform(mask, cv2.DIST_L2, 3).max() >= thickness * width
+
+
+def without_blobs(
+    chromosomes: list, width: float | None, scale: float, thickness: float | None
+) -> list:
+    """``chromosomes`` (``pipeline.stitch.Instance``) less those at least ``thickness``
+    chromosome widths thick (None: none dropped): a chromosome is one width thick, where it lies
+    over another too, and what the U-Net returns that thick is a nucleus or a blob of debris.
+    ``width`` and ``scale`` as for ``uncovered_boxes``."""
+    if thickness is None:
+        return chromosomes
+    width = width or ADIR_WIDTH / scale
+    return [item for item in chromosomes if not _is_nucleus(item.mask, width, thickness)]
 
 
 def _boxes(found: list, factor: int, shape: tuple[int, int]) -> np.ndarray:

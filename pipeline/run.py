@@ -50,7 +50,7 @@ from pipeline.core.config import to_dict
 from pipeline.core.errors import InputError
 from pipeline.core.files import write_bytes, write_json
 from pipeline.core.imageio import read_image, to_grey
-from pipeline.coverage import uncovered_boxes, unsegmented_boxes
+from pipeline.coverage import uncovered_boxes, unsegmented_boxes, without_blobs
 from pipeline.inputs import ImageJob
 from pipeline.models import Models
 from pipeline.normalised import NormalisedImage
@@ -418,6 +418,9 @@ def build_result(
         config.stitch.duplicate_iou,
         config.stitch.duplicate_containment,
         config.stitch.join_iou,
+    )
+    instances = without_blobs(
+        instances, detected.chromosome_width, detected.scale, config.stitch.max_thickness
     )
     table = measure(instances, image.channels, image.job.slide, image.job.image, pixel_size)
     shape = image.normalised.shape

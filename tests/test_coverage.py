@@ -10,7 +10,7 @@ import numpy as np
 from test_pipeline import write_png
 from test_pipeline_helpers import DIM, bar_mask, fake_models, paint, test_config
 
-from pipeline.coverage import uncovered_boxes, unsegmented_boxes
+from pipeline.coverage import uncovered_boxes, unsegmented_boxes, without_blobs
 from pipeline.models import Models
 from pipeline.normalised import NormalisedImage
 from pipeline.run import process_image
@@ -121,3 +121,22 @@ def test_a_blob_over_chromosomes_found_elsewhere_is_a_duplicate():
     assert merge_duplicates([*singles, blob]) == singles
     # a third of it lies in each (IoU 1/3): only together do they make it a duplicate
     assert merge_duplicates([singles[0], blob]) == [singles[0], blob]
+
+
+def test_what_comes_back_much_thicker_than_a_chromosome_is_dropped(tmp_path):
+    """A nucleus the segmenter returns as a chromosome (the fake one labels every bright blob) is
+    dropped after stitching, the bars beside it kept; with ``stitch.max_thickness: null`` all
+    three stay. The width is ADIR's at scale 1 (11.2 px: the bars, 8 px, and a crossing's two are
+    under 2.2 of it, the nucleus, 50 px, over)."""
+    bars = [bar_mask(SHAPE, (60, 60), 70, WIDTH, 20), bar_mask(SHAPE, (200, 140), 70, WIDTH, 100)]
+    nucleus = disc((110, 140), 25)
+    painted = paint(SHAPE, [*[(bar, DIM) for bar in bars], (nucleus, DIM)])
+    job = write_png(tmp_path / "nucleus.png", painted)
+    counts = {}
+    for thickness in (2.2, None):
+        config = test_config(stitch={"min_segmenter_score": 0.0, "max_thickness": thickness})
+        counts[thickness] = len(process_image(job, fake_models(), config).instances)
+    assert counts == {2.2: 2, None: 3}
+    crossing = instances_from_masks(np.stack([bars[0], bar_mask(SHAPE, (60, 60), 70, WIDTH, 110)]))
+    assert len(without_blobs(crossing, None, 1.0, 2.2)) == 2
+    assert without_blobs(instances_from_masks(nucleus[None]), None, 1.0, 2.2) == []

@@ -22,8 +22,8 @@ thicker than where two cross.
   stop 29's windows, on the ADIR val slides, it found 29 of the 53 chromosomes the first pass had
   left out (docs/results.md).
 
-And after stitching, ``without_blobs`` drops what came back much thicker than a chromosome
-(pipeline setting ``stitch.max_thickness``).
+And after stitching, ``without_blobs`` drops what came back much thicker than the chromosomes
+found (pipeline setting ``stitch.max_thickness``, times their median thickness).
 """
 
 from __future__ import annotations
@@ -43,6 +43,7 @@ MAX_SIDE = 2048  # px: larger images are shrunk by a whole factor to find their 
 FOUND_GROWTH = 0.25  # chromosome widths
 MIN_THICKNESS = 0.5  # chromosome widths
 MIN_UNSEGMENTED = 0.5  # chromosome areas (width**2): half a small chromosome
+MIN_FOR_MEDIAN = 5  # chromosomes found: fewer give no median thickness to judge blobs by
 
 
 def foreground(image: NormalisedImage) -> tuple[np.ndarray, int]:
@@ -56,24 +57,28 @@ def foreground(image: NormalisedImage) -> tuple[np.ndarray, int]:
     return otsu_foreground(flattened(normalised.astype(np.float32) / 255)), factor
 
 
-def _is_nucleus(piece: np.ndarray, width: float, thickness: float = NUCLEUS_THICKNESS) -> bool:
-    """Whether bool ``piece`` is at least ``thickness`` chromosome widths (``width`` px) thick:
-    twice its largest distance to the background."""
-    mask = np.pad(piece, 1).astype(np.uint8)
-    return 2 * cv2.distanceTransform(mask, cv2.DIST_L2, 3).max() >= thickness * width
+def _thickness(piece: np.ndarray) -> float:
+    """Twice the largest distance of bool ``piece``'s pixels to the background, in pixels."""
+    return 2 * float(cv2.distanceTransform(np.pad(piece, 1).astype(np.uint8), cv2.DIST_L2, 3).max())
 
 
-def without_blobs(
-    chromosomes: list, width: float | None, scale: float, thickness: float | None
-) -> list:
-    """``chromosomes`` (``pipeline.stitch.Instance``) less those at least ``thickness``
-    chromosome widths thick (None: none dropped): a chromosome is one width thick, where it lies
-    over another too, and what the U-Net returns that thick is a nucleus or a blob of debris.
-    ``width`` and ``scale`` as for ``uncovered_boxes``."""
-    if thickness is None:
+def _is_nucleus(piece: np.ndarray, width: float) -> bool:
+    """Whether bool ``piece`` is at least ``NUCLEUS_THICKNESS`` chromosome widths thick."""
+    return _thickness(piece) >= NUCLEUS_THICKNESS * width
+
+
+def without_blobs(chromosomes: list, thickness: float | None) -> list:
+    """``chromosomes`` (``pipeline.stitch.Instance``) less those at least ``thickness`` times as
+    thick as their median (None: none dropped): a chromosome is one width thick, where it lies over
+    another too, and what the U-Net returns that much thicker is a nucleus or a blob of debris.
+    The median of the chromosomes found, not the image's measured width: where that measure is
+    wrong, it would take whole chromosomes for blobs. Fewer than ``MIN_FOR_MEDIAN`` chromosomes:
+    none dropped."""
+    if thickness is None or len(chromosomes) < MIN_FOR_MEDIAN:
         return chromosomes
-    width = width or ADIR_WIDTH / scale
-    return [item for item in chromosomes if not _is_nucleus(item.mask, width, thickness)]
+    thick = np.array([_thickness(item.mask) for item in chromosomes])
+    limit = thickness * np.median(thick)
+    return [item for item, value in zip(chromosomes, thick, strict=True) if value < limit]
 
 
 def _boxes(found: list, factor: int, shape: tuple[int, int]) -> np.ndarray:

@@ -419,9 +419,7 @@ def build_result(
         config.stitch.duplicate_containment,
         config.stitch.join_iou,
     )
-    instances = without_blobs(
-        instances, detected.chromosome_width, detected.scale, config.stitch.max_thickness
-    )
+    instances = without_blobs(instances, config.stitch.max_thickness)
     table = measure(instances, image.channels, image.job.slide, image.job.image, pixel_size)
     shape = image.normalised.shape
     return ImageResult(

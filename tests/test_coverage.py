@@ -125,18 +125,20 @@ def test_a_blob_over_chromosomes_found_elsewhere_is_a_duplicate():
 
 def test_what_comes_back_much_thicker_than_a_chromosome_is_dropped(tmp_path):
     """A nucleus the segmenter returns as a chromosome (the fake one labels every bright blob) is
-    dropped after stitching, the bars beside it kept; with ``stitch.max_thickness: null`` all
-    three stay. The width is ADIR's at scale 1 (11.2 px: the bars, 8 px, and a crossing's two are
-    under 2.2 of it, the nucleus, 50 px, over)."""
-    bars = [bar_mask(SHAPE, (60, 60), 70, WIDTH, 20), bar_mask(SHAPE, (200, 140), 70, WIDTH, 100)]
-    nucleus = disc((110, 140), 25)
+    dropped after stitching, the five bars beside it kept; with ``stitch.max_thickness: null`` all
+    six stay. Thickness is judged against the median chromosome's (a crossing's bars are each one
+    width thick); with fewer than five chromosomes found, nothing is dropped."""
+    bars = [bar_mask(SHAPE, (40 + 45 * i, 50), 60, WIDTH, 80 + 5 * i) for i in range(5)]
+    nucleus = disc((130, 150), 25)
     painted = paint(SHAPE, [*[(bar, DIM) for bar in bars], (nucleus, DIM)])
     job = write_png(tmp_path / "nucleus.png", painted)
     counts = {}
     for thickness in (2.2, None):
         config = test_config(stitch={"min_segmenter_score": 0.0, "max_thickness": thickness})
         counts[thickness] = len(process_image(job, fake_models(), config).instances)
-    assert counts == {2.2: 2, None: 3}
-    crossing = instances_from_masks(np.stack([bars[0], bar_mask(SHAPE, (60, 60), 70, WIDTH, 110)]))
-    assert len(without_blobs(crossing, None, 1.0, 2.2)) == 2
-    assert without_blobs(instances_from_masks(nucleus[None]), None, 1.0, 2.2) == []
+    assert counts == {2.2: 5, None: 6}
+    crossing = bar_mask(SHAPE, (40, 50), 60, WIDTH, 170)
+    found = instances_from_masks(np.stack([*bars, crossing]))
+    assert len(without_blobs(found, 2.2)) == 6
+    assert len(without_blobs([*found, *instances_from_masks(nucleus[None])], 2.2)) == 6
+    assert len(without_blobs(instances_from_masks(np.stack([bars[0], nucleus])), 2.2)) == 2

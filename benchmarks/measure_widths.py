@@ -1,14 +1,17 @@
 """Chromosome widths (``pipeline.scale.chromosome_width``) of ADIR slides and other images: the
 reference width the models were trained at (``pipeline.scale.ADIR_WIDTH``) and what the automatic
-scale makes of other microscopes' images.
+scale makes of other microscopes' images; and, for a ``chromoseg synth`` folder, the width
+measured against the width each metaphase was drawn at (its ``synth.json``).
 
     python benchmarks/measure_widths.py --data ../shared/data/adir_mfish/MFISH_TIFF --part train \
-        [--images PATH ...] [--json OUT]
+        [--images PATH ...] [--synth DIR ...] [--json OUT]
 """
 
 from __future__ import annotations
 
 import argparse
+import json
+from pathlib import Path
 
 import numpy as np
 
@@ -23,6 +26,9 @@ def main() -> None:
     parser.add_argument("--data", help="ADIR-format folder")
     parser.add_argument("--part", default="train", choices=("train", "val", "test"))
     parser.add_argument("--images", nargs="*", default=[], help="other images to measure")
+    parser.add_argument(
+        "--synth", nargs="*", default=[], help="chromoseg synth folders: measured against drawn"
+    )
     parser.add_argument("--json", help="write the figures here")
     args = parser.parse_args()
     out: dict = {}
@@ -44,8 +50,47 @@ def main() -> None:
         width = chromosome_width(normalise(read_image(path)))
         out[path] = {"width_px": width, "scale": model_scale(width)}
         print(f"{path}: width {width:.2f} px, scale {model_scale(width):.3f}")
+    for folder in args.synth:
+        out[folder] = measured_against_drawn(Path(folder))
     if args.json:
         write_json(args.json, out)
+
+
+def measured_against_drawn(folder: Path) -> dict:
+    """Each metaphase of a ``chromoseg synth`` folder: the width drawn (``synth.json``), the width
+    measured, their ratio and the scale the pipeline sees it at; printed, with the share of
+    ratios within 15 % and the five furthest off."""
+    drawn = {
+        item["name"]: item for item in json.loads((folder / "synth.json").read_text())["images"]
+    }
+    images = []
+    for item in adir.find_images(folder):
+        width = chromosome_width(normalise(adir.load(item)[0]))
+        wanted = drawn[item.name]["chromosome_width_px"]
+        ratio = None if width is None else width / wanted
+        images.append(
+            {
+                "image": item.name,
+                "density": drawn[item.name]["density"],
+                "drawn_px": wanted,
+                "measured_px": width,
+                "ratio": ratio,
+                "scale": model_scale(width),
+            }
+        )
+    ratios = np.asarray([image["ratio"] or 0.0 for image in images])
+    within = float(np.mean(np.abs(ratios - 1) <= 0.15))
+    worst = sorted(images, key=lambda image: abs((image["ratio"] or 0.0) - 1))[-5:][::-1]
+    print(
+        f"{folder}: {len(images)} metaphases, measured/drawn median {np.median(ratios):.2f}, "
+        f"within 15 %: {within:.2f}"
+    )
+    for image in worst:
+        print(
+            f"  {image['image']} ({image['density']}): drawn {image['drawn_px']:.1f} px, "
+            f"measured {image['measured_px'] or 0:.1f}, scale {image['scale']:.2f}"
+        )
+    return {"images": images, "median_ratio": float(np.median(ratios)), "within_15_percent": within}
 
 
 if __name__ == "__main__":

@@ -8,6 +8,7 @@ pairs (``segmenter.synthetic``). Splits are by slide (``pipeline.core.adir``).
 
 from __future__ import annotations
 
+import math
 import multiprocessing
 import os
 from concurrent.futures import ProcessPoolExecutor
@@ -95,14 +96,10 @@ def image_crops(
         target = target_from_instances(masks)
         if ignore is not None:
             target[ignore & (target == 0)] = IGNORE
-        if max_window is None:
-            windows = [crops.window_for_box(box, margin)]
-        else:
-            windows = [geometry for geometry, _ in crops.windows_for_box(box, margin, max_window)]
-        for geometry in windows:
+        for geometry, _ in crops.windows_for_box(box, margin, max_window or math.inf):
             images.append(crops.crop_image(image, geometry, background))
             targets.append(crops.crop_labels(target, geometry))
-            counts.append(len(masks) if len(windows) == 1 else _reaching(masks, geometry))
+            counts.append(_reaching(masks, geometry))
     if not images:
         return Crops.concatenate([]), left_out
     return (

@@ -39,8 +39,9 @@ class SyntheticOptions:
     """How synthetic clusters are made (``segmenter.synthetic``): how each added chromosome
     meets one already there (``kinds``, relative weights), chromosomes per cluster, the overlap
     brightness models, banding (dark and bright bands), the pasted chromosomes' scale, whether
-    the first chromosome is cut out and pasted back too (``exact_edges``) and the blur of the
-    drawn cluster (``edge_blur``, Gaussian sigma range in source pixels)."""
+    the first chromosome is cut out and pasted back too (``exact_edges``), the blur of the
+    drawn cluster (``edge_blur``, Gaussian sigma range in source pixels) and the share of
+    chromosomes bent along their length (``bend_share``, by ``bend_angle`` radians)."""
 
     kinds: dict[str, float] = field(
         default_factory=lambda: {
@@ -63,6 +64,8 @@ class SyntheticOptions:
     size_range: tuple[float, float] = (0.8, 1.25)
     exact_edges: bool = True
     edge_blur: tuple[float, float] = (0.0, 1.0)
+    bend_share: float = 0.0  # share of the chromosomes drawn bent (``synthetic.bent``)
+    bend_angle: tuple[float, float] = (0.4, 1.9)  # radians the far arm turns by, either way
 
     def __post_init__(self):
         unknown = sorted(set(self.kinds) - set(KINDS))

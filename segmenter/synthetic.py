@@ -15,6 +15,10 @@ these ways (``KINDS``), relative to a chromosome already placed:
 
 A cluster of one (a lone chromosome, re-rendered) is a kind of its own when banded (below).
 
+Bent chromosomes (``bend_share`` of them, each one drawn so, the first too when ``exact_edges``):
+real chromosomes often lie bent, at the centromere or elsewhere, into an L or a V; a kink is not
+where one chromosome ends (``end_to_end`` meetings are kinks of two).
+
 Overlap intensity, two models, one drawn per cluster (``additive_share``):
 
 - measured: ``overlap_ratios`` measures, for every overlap region (``K == 255``) of the given
@@ -48,7 +52,7 @@ Targets come from ``segmenter.targets.target_from_instances`` (pixels of two or 
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import cv2
 import numpy as np
@@ -229,6 +233,59 @@ def rotated(cutout: Cutout, angle: float, scale: float) -> tuple[np.ndarray, np.
     return value / np.maximum(alpha, 1e-3), alpha
 
 
+def bent(cutout: Cutout, rng, angles: tuple[float, float]) -> Cutout:
+    """``cutout`` bent at a point 25-75 % along its long axis: the arm beyond turned about the
+    centre line's point there by an angle uniform in ``angles`` (radians, either way), the
+    joint filled by the arm's first pixels turned through the angles between. Shape, intensity
+    and bands follow the chromosome; where the arms meet on the inner side the brighter wins."""
+    value, alpha = rotated(cutout, 0.0, 1.0)  # long axis along x
+    side = value.shape[0]
+    pad = side // 2
+    value = np.pad(value * alpha, pad)  # premultiplied, room for the turned arm
+    alpha = np.pad(alpha, pad)
+    rows, cols = np.nonzero(alpha > 0.5)
+    if len(cols) < 2:
+        return cutout
+    pivot_x = cols.min() + rng.uniform(0.25, 0.75) * np.ptp(cols)
+    near = np.abs(cols - pivot_x) < 1.5
+    pivot = (float(pivot_x), float(rows[near].mean() if near.any() else rows.mean()))
+    x = np.arange(alpha.shape[1])[None, :]
+    far = (x > pivot_x).astype(np.float32)
+    joint = far * (x <= pivot_x + 2)
+    angle = np.degrees(rng.uniform(*angles)) * rng.choice([-1.0, 1.0])
+    warp = {"dsize": alpha.shape[::-1], "flags": cv2.INTER_LINEAR}
+    out_value, out_alpha = value * (1 - far), alpha * (1 - far)
+    steps = [(a, joint) for a in np.linspace(0.0, angle, max(2, int(abs(angle) // 5) + 2))]
+    for turn, part in [*steps, (angle, far)]:
+        matrix = cv2.getRotationMatrix2D(pivot, turn, 1.0)
+        out_value = np.maximum(out_value, cv2.warpAffine(value * part, matrix, **warp))
+        out_alpha = np.maximum(out_alpha, cv2.warpAffine(alpha * part, matrix, **warp))
+    mask = out_alpha > 0.5
+    rows = np.flatnonzero(mask.any(axis=1))
+    cols = np.flatnonzero(mask.any(axis=0))
+    box = slice(rows[0], rows[-1] + 1), slice(cols[0], cols[-1] + 1)
+    return Cutout(
+        np.ascontiguousarray(out_value[box], np.float32),
+        np.ascontiguousarray(out_alpha[box], np.float32),
+        axis_angle(mask[box]),
+    )
+
+
+def _bent_in_place(first: Single, forbidden: np.ndarray, rng, options: SyntheticOptions):
+    """The chromosome of ``first`` bent (``bent``) and drawn back centred where it lay:
+    intensity and coverage on its window, float32 ``(S, S)`` each; None when the bent
+    chromosome leaves the window or meets ``forbidden`` pixels."""
+    rows, cols = np.nonzero(first.mask)
+    turned = bent(_cutout(first, rng, None, options.band_width), rng, options.bend_angle)
+    value, alpha = rotated(turned, turned.axis, 1.0)
+    top = int(round(rows.mean() - alpha.shape[0] / 2))
+    left = int(round(cols.mean() - alpha.shape[1] / 2))
+    value, alpha = (_placed(patch, first.mask.shape, top, left) for patch in (value, alpha))
+    if alpha is None or ((alpha > 0.5) & forbidden).any():
+        return None
+    return value, alpha
+
+
 def _placed(patch: np.ndarray, shape: tuple[int, int], y: int, x: int) -> np.ndarray | None:
     """``patch`` with its top-left at ``(y, x)`` on a zero array of ``shape``; None if it leaves."""
     height, width = patch.shape
@@ -350,9 +407,21 @@ def make_cluster(
         )
     background = first.background
     forbidden = cv2.dilate((first.others | first.ignore).astype(np.uint8), _SQUARE3).astype(bool)
-    masks, axes, values, alphas = [first.mask], [axis_angle(first.mask)], [], []
+    image, first_mask, first_value = window.astype(np.float32), first.mask, window
+    if options.exact_edges:
+        clear = erased(image, first.mask, first.others)
+        image = np.where(first.mask, image, clear)
+        if options.bend_share and rng.random() < options.bend_share:
+            turned = _bent_in_place(replace(first, window=window), forbidden, rng, options)
+            if turned is not None:
+                first_value, alpha = turned
+                first_mask = alpha > 0.5
+                image = clear * (1 - alpha) + first_value * alpha
+    masks, axes, values, alphas = [first_mask], [axis_angle(first_mask)], [], []
     for single, kind in zip(singles[1:], kinds, strict=True):
         cutout = _cutout(single, rng, band_depth, options.band_width, options.bright_bands)
+        if options.bend_share and rng.random() < options.bend_share:
+            cutout = bent(cutout, rng, options.bend_angle)
         for _ in range(tries):
             which = int(rng.integers(len(masks)))
             angle = _orientation(kind, axes[which], rng)
@@ -369,15 +438,12 @@ def make_cluster(
             break
         else:
             return None
-    image = window.astype(np.float32).copy()
-    if options.exact_edges:
-        image = np.where(first.mask, image, erased(image, first.mask, first.others))
     for value, alpha in zip(values, alphas, strict=True):
         image = image * (1 - alpha) + value * alpha
     stack = np.stack(masks)
     shared = stack.sum(axis=0) >= 2
     if shared.any():
-        own = np.stack([window, *values])[:, shared]
+        own = np.stack([first_value, *values])[:, shared]
         present = stack[:, shared]
         if rng.random() < options.additive_share:
             gain = rng.uniform(*options.additive_gain)

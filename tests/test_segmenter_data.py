@@ -205,6 +205,32 @@ def test_clusters_of_three_to_five_and_banded_singles():
         assert ((above < 0.7 * plain).any(), (above > 1.3 * plain).any()) == (darker, brighter)
 
 
+def test_bent_chromosomes_stay_one_chromosome():
+    singles = [_bar_single(40 + 2 * i, i) for i in range(4)]
+    bar = singles[0]
+    rng = np.random.default_rng(0)
+    straight = synthetic.Cutout(bar.window * bar.mask, bar.mask.astype(np.float32), 0.0)
+    turned = synthetic.bent(straight, rng, (1.5, 1.5))  # about 86 degrees
+    mask = turned.alpha > 0.5
+    assert cv2.connectedComponents(mask.astype(np.uint8))[0] == 2  # one piece and background
+    assert abs(mask.sum() - bar.mask.sum()) < 0.2 * bar.mask.sum()
+    rows, cols = np.nonzero(mask)
+    assert max(np.ptp(rows), np.ptp(cols)) < 0.85 * 40  # no longer a straight 40 px bar
+    options = SyntheticOptions(band_fraction=0.0, bend_share=1.0, cluster_sizes={1: 1})
+    images, targets = synthetic.make_clusters(
+        singles, np.asarray([1.2], np.float32), 6, 0, 4, options
+    )
+    for image, target in zip(images, targets, strict=True):
+        assert len(metrics.crop_instances(target)) == 1
+        assert set(np.unique(target)) == {0, 1}  # one chromosome, no overlap where it bends
+        assert image[target > 0].mean() > image[target == 0].mean() + 0.3
+    straight_options = replace(options, bend_share=0.0)
+    plain, _ = synthetic.make_clusters(
+        singles, np.asarray([1.2], np.float32), 6, 0, 4, straight_options
+    )
+    assert not np.allclose(plain, images)
+
+
 @pytest.mark.parametrize("exact_edges", [True, False])
 def test_exact_edges_leave_no_halo_outside_the_truth(exact_edges):
     single = _bar_single(30, 0)

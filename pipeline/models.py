@@ -11,6 +11,8 @@ float32 (0 background, 1 chromosome A, 2 chromosome B, 3 overlap).
 ``Models.min_segmenter_score`` / ``min_segmenter_score_dark``: the segmenters' own smallest mean
 class probability of a small piece kept (``pipeline.stitch``), where the pipeline config's
 ``stitch.min_segmenter_score`` is None.
+``Models.scale_tolerance`` / ``scale_tolerance_dark``: the segmenters' own tolerance of the
+automatic scale (``pipeline.scale.model_scale``) for images of either polarity.
 ``Models.info``: what ``run.json`` records about them (folders, sha256 of the weights).
 ``Models.max_boxes``: the most boxes the detector returns for one image (None: no limit); an image
 or tile that gets that many may hold more clusters than were found.
@@ -26,6 +28,7 @@ import numpy as np
 from pipeline.config import PipelineConfig
 from pipeline.core.errors import ConfigError
 from pipeline.core.modelfolder import ModelFolder, describe
+from pipeline.scale import TOLERANCE
 from pipeline.stitch import MIN_SEGMENTER_SCORE
 
 
@@ -40,6 +43,8 @@ class Models:
     on_cpu: bool = True  # the networks run on the CPU's cores (not a GPU)
     min_segmenter_score: float = MIN_SEGMENTER_SCORE
     min_segmenter_score_dark: float | None = None  # None: min_segmenter_score
+    scale_tolerance: float = TOLERANCE
+    scale_tolerance_dark: float | None = None  # None: scale_tolerance
 
     def segmenter_for(self, dark: bool) -> Callable[[np.ndarray], np.ndarray]:
         """The segment function for an image whose chromosomes were dark (True) or bright."""
@@ -54,6 +59,13 @@ class Models:
         if dark and self.min_segmenter_score_dark is not None:
             return self.min_segmenter_score_dark
         return self.min_segmenter_score
+
+    def scale_tolerance_for(self, dark: bool) -> float:
+        """The automatic scale's tolerance for an image whose chromosomes were dark (True) or
+        bright: the segmenter's own."""
+        if dark and self.scale_tolerance_dark is not None:
+            return self.scale_tolerance_dark
+        return self.scale_tolerance
 
 
 def load_models(config: PipelineConfig, device: str | None = "cpu") -> Models:
@@ -120,4 +132,6 @@ def load_models(config: PipelineConfig, device: str | None = "cpu") -> Models:
         on_cpu=segmenter_model.device.type == "cpu",
         min_segmenter_score=segmenter_model.config.inference.min_segmenter_score,
         min_segmenter_score_dark=dark.config.inference.min_segmenter_score,
+        scale_tolerance=segmenter_model.config.inference.scale_tolerance,
+        scale_tolerance_dark=dark.config.inference.scale_tolerance,
     )

@@ -206,12 +206,14 @@ def detect_boxes(
 
 
 def cluster_boxes(normalised: NormalisedImage, models: Models, config: PipelineConfig):
-    """The scale an image is seen at, the chromosome width it was measured from (None: not
+    """The scale an image is seen at (within its segmenter's tolerance:
+    ``Models.scale_tolerance_for``), the chromosome width it was measured from (None: not
     measured), its cluster boxes float32 ``(M, 4)`` and scores ``(M,)`` in ``order_boxes`` order:
     the detector's (``detect_boxes``) and, with ``detector.fill_uncovered``, those around the
     foreground they leave uncovered (``pipeline.coverage``; score 0, not the detector's); and how
     many detector calls gave as many boxes as it can return."""
-    scale, width = image_scale(normalised, config.scale)
+    tolerance = models.scale_tolerance_for(normalised.flip)
+    scale, width = image_scale(normalised, config.scale, tolerance)
     boxes, scores, full = detect_boxes(models, normalised, config.tiling, scale)
     if config.detector.fill_uncovered:
         extra = uncovered_boxes(normalised, boxes, width, scale)

@@ -31,7 +31,8 @@ from pipeline.core.imageio import otsu_foreground
 
 ADIR_WIDTH = 11.2  # px: the median over the ADIR training slides (benchmarks/measure_widths.py)
 # within this factor of the reference, images are taken as they are: ADIR itself spans 9.3-15.9 px
-# (10th-90th percentile), and both models were trained with scale augmentation covering it
+# (10th-90th percentile), and both models were trained with scale augmentation covering it. Each
+# segmenter model says its own (its config's inference.scale_tolerance); this is the default
 TOLERANCE = 1.3
 MIN_PIECE_PIXELS = 15
 MIN_PIECE_RATIO, MAX_PIECE_RATIO = 0.1, 4.0  # of the typical piece (``_pixel_median``)
@@ -104,26 +105,31 @@ def chromosome_width(normalised: np.ndarray) -> float | None:
     return width if fine is None else fine / factor
 
 
-def model_scale(width: float | None, reference: float = ADIR_WIDTH) -> float:
+def model_scale(
+    width: float | None, reference: float = ADIR_WIDTH, tolerance: float = TOLERANCE
+) -> float:
     """The factor an image of chromosome ``width`` px is resized by so that its chromosomes are
     ``reference`` px wide, within ``SCALE_LIMITS``; 1.0 when the width is unknown or within
-    ``TOLERANCE`` of the reference."""
+    ``tolerance`` of the reference (1.0: every measured image is resized)."""
     if width is None or width <= 0:
         return 1.0
     scale = reference / width
-    if 1 / TOLERANCE <= scale <= TOLERANCE:
+    if 1 / tolerance <= scale <= tolerance:
         return 1.0
     low, high = SCALE_LIMITS
     return float(np.clip(scale, low, high))
 
 
-def image_scale(normalised: np.ndarray, setting) -> tuple[float, float | None]:
+def image_scale(
+    normalised: np.ndarray, setting, tolerance: float = TOLERANCE
+) -> tuple[float, float | None]:
     """The factor both stages see an image at, and the chromosome width (px) it was measured
-    from: ``setting`` itself when it is a number (width None), else the measured width on the
-    normalised image's (float32 ``(H, W)``) central ``SCALE_SAMPLE`` x ``SCALE_SAMPLE`` pixels."""
+    from: ``setting`` itself when it is a number (width None), else ``model_scale`` (within
+    ``tolerance``) of the width measured on the normalised image's (float32 ``(H, W)``) central
+    ``SCALE_SAMPLE`` x ``SCALE_SAMPLE`` pixels."""
     if setting != "auto":
         return float(setting), None
     height, width = normalised.shape
     top, left = max(0, (height - SCALE_SAMPLE) // 2), max(0, (width - SCALE_SAMPLE) // 2)
     measured = chromosome_width(normalised[top : top + SCALE_SAMPLE, left : left + SCALE_SAMPLE])
-    return model_scale(measured), measured
+    return model_scale(measured, tolerance=tolerance), measured

@@ -116,6 +116,10 @@ class InferenceSettings:
     # the pipeline drops a small piece (stitch.uncertain_max_pixels) whose mean class probability
     # is below this: how sure of a fragment a model is depends on the model (pipeline.stitch)
     min_segmenter_score: float = 0.7
+    # with the pipeline's automatic scale, images whose measured chromosome width is within this
+    # factor of ADIR's are seen as they are, others resized to it (pipeline.scale); 1.0: all
+    # resized. The images this model is for decide it (chosen on val material)
+    scale_tolerance: float = 1.3
 
     @staticmethod
     def upgrade(settings: dict) -> dict:

@@ -184,6 +184,33 @@ def test_each_segmenter_keeps_small_pieces_by_its_own_score(tmp_path):
     }
 
 
+def test_each_segmenter_sets_the_tolerance_of_the_automatic_scale(tmp_path):
+    """The same metaphase, bright and inverted: measured alike, but seen at its measured scale
+    only where its segmenter's ``scale_tolerance`` says (here the dark one's: 1.0, every
+    measured image resized; the bright one's: any width is taken as it is)."""
+    from pipeline.core.imageio import normalise
+    from pipeline.scale import ADIR_WIDTH, chromosome_width
+
+    folder = tmp_path / "data" / "slide"
+    folder.mkdir(parents=True)
+    cv2.imwrite(str(folder / "bright.png"), metaphase(0))
+    cv2.imwrite(str(folder / "dark.png"), 255 - metaphase(0))
+    models = dataclasses.replace(fake_models(), scale_tolerance=100.0, scale_tolerance_dark=1.0)
+    jobs = find_jobs([str(tmp_path / "data")], {})
+    run_batch(jobs, models, test_config(scale="auto"), tmp_path / "out", quiet=True)
+    scales = {
+        item["image"]: (item["scale"], item["chromosome_width_px"])
+        for item in json.loads((tmp_path / "out" / "run.json").read_text())["images"]
+    }
+    width = chromosome_width(normalise(metaphase(0)))
+    assert scales["slide/bright.png"] == (1.0, pytest.approx(width, abs=0.01))
+    assert scales["slide/dark.png"] == (
+        pytest.approx(ADIR_WIDTH / width, abs=1e-3),
+        pytest.approx(width, abs=0.01),
+    )
+    assert abs(ADIR_WIDTH / width - 1) > 0.05  # the two differ
+
+
 def test_every_bad_input_fails_alone_with_one_clear_line(tmp_path, capsys):
     data = tmp_path / "data"
     good = make_slides(data, 1)[0]
@@ -372,7 +399,10 @@ def test_a_dark_segmenter_of_another_margin_is_refused(tmp_path):
     from segmenter.model import build_model
 
     config = segmenter_config(
-        None, model={"channels": [4, 8]}, data={"margin": 9}, inference={"min_segmenter_score": 0.5}
+        None,
+        model={"channels": [4, 8]},
+        data={"margin": 9},
+        inference={"min_segmenter_score": 0.5, "scale_tolerance": 1.1},
     )
     ModelFolder.save(tmp_path, build_model(config.model), config, "segmenter")
     with pytest.raises(ConfigError, match="margin"):
@@ -384,6 +414,9 @@ def test_a_dark_segmenter_of_another_margin_is_refused(tmp_path):
     assert models.min_score_for(True) == 0.5
     assert models.min_score_for(False) == shipped.min_score_for(False) != 0.5
     assert models.min_score_for(True, 0.3) == models.min_score_for(False, 0.3) == 0.3
+    # and its own tolerance of the automatic scale
+    assert models.scale_tolerance_for(True) == 1.1
+    assert models.scale_tolerance_for(False) == shipped.scale_tolerance_for(False) != 1.1
 
 
 SHIPPED = all(

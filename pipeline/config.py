@@ -60,6 +60,7 @@ class BatchSettings:
 class PipelineConfig:
     polarity: Literal["auto", "bright", "dark"] = "auto"
     scale: float | Literal["auto"] = "auto"  # factor both stages see images at (pipeline.scale)
+    scale_tolerance: float | None = None  # of the automatic scale; None: each segmenter's own
     bf16: bool | Literal["auto"] = "auto"  # both networks under bf16 autocast where fast
     detector: DetectorSettings = field(default_factory=DetectorSettings)
     segmenter: SegmenterSettings = field(default_factory=SegmenterSettings)

@@ -60,9 +60,12 @@ class Models:
             return self.min_segmenter_score_dark
         return self.min_segmenter_score
 
-    def scale_tolerance_for(self, dark: bool) -> float:
+    def scale_tolerance_for(self, dark: bool, setting: float | None = None) -> float:
         """The automatic scale's tolerance for an image whose chromosomes were dark (True) or
-        bright: the segmenter's own."""
+        bright: ``setting`` (the pipeline config's ``scale_tolerance``), or where it is None the
+        segmenter's own."""
+        if setting is not None:
+            return setting
         if dark and self.scale_tolerance_dark is not None:
             return self.scale_tolerance_dark
         return self.scale_tolerance

@@ -212,7 +212,7 @@ def cluster_boxes(normalised: NormalisedImage, models: Models, config: PipelineC
     the detector's (``detect_boxes``) and, with ``detector.fill_uncovered``, those around the
     foreground they leave uncovered (``pipeline.coverage``; score 0, not the detector's); and how
     many detector calls gave as many boxes as it can return."""
-    tolerance = models.scale_tolerance_for(normalised.flip)
+    tolerance = models.scale_tolerance_for(normalised.flip, config.scale_tolerance)
     scale, width = image_scale(normalised, config.scale, tolerance)
     boxes, scores, full = detect_boxes(models, normalised, config.tiling, scale)
     if config.detector.fill_uncovered:

@@ -187,7 +187,8 @@ def test_each_segmenter_keeps_small_pieces_by_its_own_score(tmp_path):
 def test_each_segmenter_sets_the_tolerance_of_the_automatic_scale(tmp_path):
     """The same metaphase, bright and inverted: measured alike, but seen at its measured scale
     only where its segmenter's ``scale_tolerance`` says (here the dark one's: 1.0, every
-    measured image resized; the bright one's: any width is taken as it is)."""
+    measured image resized; the bright one's: any width is taken as it is), unless the pipeline
+    config sets one for both."""
     from pipeline.core.imageio import normalise
     from pipeline.scale import ADIR_WIDTH, chromosome_width
 
@@ -197,11 +198,15 @@ def test_each_segmenter_sets_the_tolerance_of_the_automatic_scale(tmp_path):
     cv2.imwrite(str(folder / "dark.png"), 255 - metaphase(0))
     models = dataclasses.replace(fake_models(), scale_tolerance=100.0, scale_tolerance_dark=1.0)
     jobs = find_jobs([str(tmp_path / "data")], {})
-    run_batch(jobs, models, test_config(scale="auto"), tmp_path / "out", quiet=True)
-    scales = {
-        item["image"]: (item["scale"], item["chromosome_width_px"])
-        for item in json.loads((tmp_path / "out" / "run.json").read_text())["images"]
-    }
+    runs = {}
+    for name, setting in (("own", None), ("set", 100.0)):
+        config = test_config(scale="auto", scale_tolerance=setting)
+        run_batch(jobs, models, config, tmp_path / name, quiet=True)
+        runs[name] = {
+            item["image"]: (item["scale"], item["chromosome_width_px"])
+            for item in json.loads((tmp_path / name / "run.json").read_text())["images"]
+        }
+    scales = runs["own"]
     width = chromosome_width(normalise(metaphase(0)))
     assert scales["slide/bright.png"] == (1.0, pytest.approx(width, abs=0.01))
     assert scales["slide/dark.png"] == (
@@ -209,6 +214,7 @@ def test_each_segmenter_sets_the_tolerance_of_the_automatic_scale(tmp_path):
         pytest.approx(width, abs=0.01),
     )
     assert abs(ADIR_WIDTH / width - 1) > 0.05  # the two differ
+    assert runs["set"]["slide/dark.png"][0] == 1.0  # the pipeline config's, for both
 
 
 def test_every_bad_input_fails_alone_with_one_clear_line(tmp_path, capsys):
@@ -417,6 +423,7 @@ def test_a_dark_segmenter_of_another_margin_is_refused(tmp_path):
     # and its own tolerance of the automatic scale
     assert models.scale_tolerance_for(True) == 1.1
     assert models.scale_tolerance_for(False) == shipped.scale_tolerance_for(False) != 1.1
+    assert models.scale_tolerance_for(True, 1.0) == models.scale_tolerance_for(False, 1.0) == 1.0
 
 
 SHIPPED = all(

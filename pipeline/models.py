@@ -54,21 +54,21 @@ class Models:
         """The smallest score of a small piece kept in an image whose chromosomes were dark
         (True) or bright: ``setting`` (``stitch.min_segmenter_score``), or where it is None the
         segmenter's own."""
-        if setting is not None:
-            return setting
-        if dark and self.min_segmenter_score_dark is not None:
-            return self.min_segmenter_score_dark
-        return self.min_segmenter_score
+        return _own(dark, setting, self.min_segmenter_score, self.min_segmenter_score_dark)
 
     def scale_tolerance_for(self, dark: bool, setting: float | None = None) -> float:
         """The automatic scale's tolerance for an image whose chromosomes were dark (True) or
         bright: ``setting`` (the pipeline config's ``scale_tolerance``), or where it is None the
         segmenter's own."""
-        if setting is not None:
-            return setting
-        if dark and self.scale_tolerance_dark is not None:
-            return self.scale_tolerance_dark
-        return self.scale_tolerance
+        return _own(dark, setting, self.scale_tolerance, self.scale_tolerance_dark)
+
+
+def _own(dark: bool, setting: float | None, bright_value: float, dark_value: float | None):
+    """``setting`` where the pipeline config sets one, else the value of the segmenter that an
+    image of this polarity goes to (the bright one's where the dark one has none)."""
+    if setting is not None:
+        return setting
+    return dark_value if dark and dark_value is not None else bright_value
 
 
 def load_models(config: PipelineConfig, device: str | None = "cpu") -> Models:

@@ -9,6 +9,7 @@ import cv2
 import numpy as np
 import pytest
 
+from pipeline import scale
 from pipeline.cli import main
 from pipeline.core import adir
 from pipeline.core.imageio import normalise
@@ -122,6 +123,25 @@ def test_scale_estimate_within_15_percent_at_known_scales(style, scale):
     however the drawing blurs, lights unevenly (a strong ramp too) and inverts."""
     estimate = drawn_width(style, scale, seed=11) / width_at_scale_1(style)
     assert estimate == pytest.approx(scale, rel=0.15)
+
+
+def test_width_of_rough_banded_chromosomes_is_measured_on_their_smoothed_edge():
+    """Six banded bars 22 px wide under strong noise: their foreground is ragged, and measured as
+    it is (no smoothing: ``MAX_GROWTH`` 0) they come out 14 px; the second, smoothed measure
+    finds their width."""
+    rng = np.random.default_rng(0)
+    image = np.full((400, 400), 0.1, np.float32)
+    bands = 0.5 + 0.5 * (np.sin(np.arange(400) / 3.0) > 0)
+    for i in range(6):
+        image[40 + 60 * i : 62 + 60 * i, 60 + 10 * i : 300 + 10 * i] = (
+            0.7 * bands[60 + 10 * i : 300 + 10 * i]
+        )
+    image = image + rng.normal(0, 0.12, image.shape).astype(np.float32)
+    image = np.clip(cv2.GaussianBlur(image, (0, 0), 1.0), 0, 1)
+    assert chromosome_width(image) == pytest.approx(22, rel=0.15)
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(scale, "MAX_GROWTH", 0.0)
+        assert chromosome_width(image) < 0.7 * 22
 
 
 def test_model_scale_leaves_adir_like_widths_alone():

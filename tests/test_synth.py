@@ -4,6 +4,7 @@
 import functools
 import json
 from dataclasses import replace
+from pathlib import Path
 
 import cv2
 import numpy as np
@@ -142,6 +143,23 @@ def test_width_of_rough_banded_chromosomes_is_measured_on_their_smoothed_edge():
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(scale, "MAX_GROWTH", 0.0)
         assert chromosome_width(image) < 0.7 * 22
+
+
+def test_width_does_not_depend_on_opencv_threads():
+    """OpenCV's distance transform differs in the last bits between thread counts; the width of
+    a shipped sample metaphase must not (it did, by 4 %)."""
+    samples = Path(__file__).resolve().parents[1] / "data" / "samples" / "adir"
+    (item,) = [item for item in adir.find_images(samples) if item.name == "P0703XY"]
+    image = normalise(adir.load(item)[0])
+    threads = cv2.getNumThreads()
+    try:
+        widths = set()
+        for count in (1, 2, 4):
+            cv2.setNumThreads(count)
+            widths.add(chromosome_width(image))
+    finally:
+        cv2.setNumThreads(threads)
+    assert len(widths) == 1
 
 
 def test_model_scale_leaves_adir_like_widths_alone():

@@ -126,7 +126,6 @@ def _prepare_image(task: tuple[adir.AdirImage, int, int, int | None]) -> Prepare
     unlabelled bright pieces are ignored; where it has rearrangements, clusters whose
     chromosomes meet end to end are left out."""
     item, margin, context, max_window = task
-    cv2.setNumThreads(1)
     dapi, labels = adir.load(item)
     image = imageio.normalise(dapi)
     karyotype = adir.read_karyotype(item)
@@ -158,7 +157,9 @@ def prepare(
     if workers > 1 and len(tasks) > 1:
         # spawned, not forked: after training the parent has idle thread pools whose locks a
         # forked worker inherits (a CPU run's final test evaluation once hung there for good)
-        with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn")) as pool:
+        spawn = multiprocessing.get_context("spawn")
+        # one OpenCV thread per worker: the workers share the cores
+        with ProcessPoolExecutor(workers, spawn, cv2.setNumThreads, (1,)) as pool:
             parts = list(pool.map(_prepare_image, tasks, chunksize=4))
     else:
         parts = [_prepare_image(task) for task in tasks]

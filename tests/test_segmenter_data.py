@@ -121,6 +121,16 @@ def test_karyotype_decides_cleaning(tmp_path):
     assert missing.cleaning["unlabelled_pieces"] == 1 and not missing.crops.complete.any()
 
 
+def test_preparing_in_process_leaves_opencv_threads_alone(tmp_path):
+    # the pipeline's width measure follows OpenCV's thread count in its last bits; preparing
+    # training data in the calling process must not change it for what runs after
+    image, labels = _metaphase_with_unlabelled_chromosome()
+    _write_metaphase(tmp_path / "Q01__XY", "Q0101XY", image, labels, "46,XY")
+    threads = cv2.getNumThreads()
+    dataset.prepare(adir.find_images(tmp_path / "Q01__XY"), 4, 40, workers=1)
+    assert cv2.getNumThreads() == threads
+
+
 def test_end_to_end_classes_of_a_translocation_metaphase_are_left_out(tmp_path):
     labels = np.zeros((60, 80), np.uint8)
     labels[20:26, 10:30] = 4  # one chromosome, two classes meeting end to end: t(4;9)

@@ -56,13 +56,24 @@ def main() -> None:
         write_json(args.json, out)
 
 
+def shipped_tolerance(style: str) -> float:
+    """The automatic scale's tolerance for a synthetic style: that of the shipped segmenter its
+    images go to (G-band: the dark-image one)."""
+    from pipeline.core.modelfolder import ModelFolder
+    from segmenter.api import PRETRAINED, PRETRAINED_DARK, STAGE
+    from segmenter.config import SegmenterConfig
+
+    folder = PRETRAINED_DARK if style == "gband" else PRETRAINED
+    return ModelFolder(folder, STAGE, SegmenterConfig).config.inference.scale_tolerance
+
+
 def measured_against_drawn(folder: Path) -> dict:
     """Each metaphase of a ``chromoseg synth`` folder: the width drawn (``synth.json``), the width
-    measured, their ratio and the scale the pipeline sees it at; printed, with the share of
-    ratios within 15 % and the five furthest off."""
-    drawn = {
-        item["name"]: item for item in json.loads((folder / "synth.json").read_text())["images"]
-    }
+    measured, their ratio and the scale the pipeline sees it at (with the shipped segmenters'
+    tolerances); printed, with the share of ratios within 15 % and the five furthest off."""
+    manifest = json.loads((folder / "synth.json").read_text())
+    drawn = {item["name"]: item for item in manifest["images"]}
+    tolerance = shipped_tolerance(manifest["style"])
     images = []
     for item in adir.find_images(folder):
         width = chromosome_width(normalise(adir.load(item)[0]))
@@ -75,7 +86,7 @@ def measured_against_drawn(folder: Path) -> dict:
                 "drawn_px": wanted,
                 "measured_px": width,
                 "ratio": ratio,
-                "scale": model_scale(width),
+                "scale": model_scale(width, tolerance=tolerance),
             }
         )
     ratios = np.asarray([image["ratio"] or 0.0 for image in images])

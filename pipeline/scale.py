@@ -73,7 +73,7 @@ def _ridge_width(foreground: np.ndarray) -> float | None:
     chosen = np.isin(pieces, keep)
     distance = cv2.distanceTransform(chosen.astype(np.uint8), cv2.DIST_L2, cv2.DIST_MASK_PRECISE)
     # OpenCV's threads give distances that differ in the last bits, and the ridge test below
-    # would follow them (a sample metaphase measured 16.7 or 17.4 px by cv2.setNumThreads)
+    # would follow them (the P0703XY sample's width moved with cv2.setNumThreads)
     distance = np.round(distance, 4)
     ridge = chosen & (distance >= cv2.dilate(distance, np.ones((3, 3), np.uint8)))
     if not ridge.any():

@@ -29,6 +29,7 @@ found (pipeline setting ``stitch.max_thickness``, times their median thickness).
 from __future__ import annotations
 
 import math
+import weakref
 
 import cv2
 import numpy as np
@@ -48,7 +49,16 @@ MIN_FOR_MEDIAN = 5  # chromosomes found: fewer give no median thickness to judge
 
 def foreground(image: NormalisedImage) -> tuple[np.ndarray, int]:
     """The foreground of ``image`` (module doc), bool ``(H // factor, W // factor)``, and that
-    whole shrink factor (1 up to ``MAX_SIDE`` px)."""
+    whole shrink factor (1 up to ``MAX_SIDE`` px); found once per image, as both rules read it."""
+    if image not in _FOREGROUNDS:
+        _FOREGROUNDS[image] = _foreground(image)
+    return _FOREGROUNDS[image]
+
+
+_FOREGROUNDS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()  # images still in use
+
+
+def _foreground(image: NormalisedImage) -> tuple[np.ndarray, int]:
     factor = max(1, math.ceil(max(image.shape) / MAX_SIDE))
     normalised = image.to_uint8()  # a mosaic is shrunk from 8 bits, never copied whole as float
     if factor > 1:

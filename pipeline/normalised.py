@@ -84,12 +84,20 @@ class NormalisedImage:
 
     def to_uint8(self) -> np.ndarray:
         """``(H, W)`` uint8: the normalised image times 255, made a block of rows at a time (or
-        looked up, for 8- and 16-bit images)."""
+        looked up, for 8- and 16-bit images); made once (the foreground and the overlay read
+        it), not to be written to."""
+        return self._uint8
+
+    @cached_property
+    def _uint8(self) -> np.ndarray:
         if self.grey.dtype in (np.uint8, np.uint16):
             table = np.empty(len(self._levels), np.uint8)
             table[:] = self._levels * 255  # cast as the blocks below are
-            return table[self.grey]
+            out = table[self.grey]
+            out.flags.writeable = False
+            return out
         out = np.empty(self.shape, np.uint8)
         for start in range(0, self.shape[0], ROW_BLOCK):
             out[start : start + ROW_BLOCK] = self[start : start + ROW_BLOCK] * 255
+        out.flags.writeable = False
         return out

@@ -66,12 +66,9 @@ def _ridge_width(foreground: np.ndarray) -> float | None:
     if not sized.any():
         return None
     typical = _pixel_median(areas[sized].astype(np.float64))
-    keep = np.flatnonzero(
-        sized & (areas <= MAX_PIECE_RATIO * typical) & (areas >= MIN_PIECE_RATIO * typical)
-    )
-    keep = keep + 1
-    chosen = np.isin(pieces, keep)
-    distance = cv2.distanceTransform(chosen.astype(np.uint8), cv2.DIST_L2, cv2.DIST_MASK_PRECISE)
+    kept = sized & (areas <= MAX_PIECE_RATIO * typical) & (areas >= MIN_PIECE_RATIO * typical)
+    chosen = np.concatenate([[False], kept])[pieces]  # piece 0: the background
+    distance = cv2.distanceTransform(chosen.view(np.uint8), cv2.DIST_L2, cv2.DIST_MASK_PRECISE)
     # OpenCV's threads give distances that differ in the last bits, and the ridge test below
     # would follow them (the P0703XY sample's width moved with cv2.setNumThreads)
     distance = np.round(distance, 4)

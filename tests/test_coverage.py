@@ -10,6 +10,7 @@ import numpy as np
 from test_pipeline import write_png
 from test_pipeline_helpers import DIM, bar_mask, fake_models, paint, test_config
 
+from pipeline import coverage
 from pipeline.coverage import uncovered_boxes, unsegmented_boxes, without_blobs
 from pipeline.models import Models
 from pipeline.normalised import NormalisedImage
@@ -39,6 +40,20 @@ def test_only_uncovered_chromosome_sized_foreground_gets_a_box():
     assert (found[2] - found[0]) < cols.max() - cols.min() + 6  # the bar's box, not more
     everything = np.float32([[0, 0, SHAPE[1], SHAPE[0]]])
     assert len(uncovered_boxes(NormalisedImage(image), everything, WIDTH)) == 0
+
+
+def test_both_rules_read_one_foreground_per_image(monkeypatch):
+    image = NormalisedImage(paint(SHAPE, [(bar_mask(SHAPE, (60, 60), 60, WIDTH, 20), DIM)]))
+    found = []
+    original = coverage._foreground
+    monkeypatch.setattr(coverage, "_foreground", lambda item: found.append(item) or original(item))
+    uncovered_boxes(image, np.zeros((0, 4), np.float32), WIDTH)
+    unsegmented_boxes(image, [], WIDTH)
+    assert found == [image]
+    assert not image.to_uint8().flags.writeable  # read by both rules and the overlay: shared
+    other = NormalisedImage(image.grey.copy())
+    uncovered_boxes(other, np.zeros((0, 4), np.float32), WIDTH)
+    assert found == [image, other]
 
 
 def test_a_run_finds_chromosomes_the_detector_missed(tmp_path):

@@ -5,6 +5,9 @@ measured against the width each metaphase was drawn at (its ``synth.json``).
 
     python benchmarks/measure_widths.py --data ../shared/data/adir_mfish/MFISH_TIFF --part train \
         [--images PATH ...] [--synth DIR ...] [--json OUT]
+
+For ADIR it also prints each metaphase's width against that of its labelled chromosomes (the
+same ridge rule on K > 0): how well the measure follows the labels.
 """
 
 from __future__ import annotations
@@ -18,7 +21,7 @@ import numpy as np
 from pipeline.core import adir
 from pipeline.core.files import write_json
 from pipeline.core.imageio import normalise, read_image
-from pipeline.scale import chromosome_width, model_scale
+from pipeline.scale import chromosome_width, model_scale, ridge_width
 
 
 def main() -> None:
@@ -33,19 +36,7 @@ def main() -> None:
     args = parser.parse_args()
     out: dict = {}
     if args.data:
-        items = adir.select(adir.find_images(args.data), args.part)
-        widths = [chromosome_width(normalise(adir.load(item)[0])) for item in items]
-        widths = np.asarray([w for w in widths if w is not None])
-        out["adir"] = {
-            "part": args.part,
-            "images": len(items),
-            "median_width_px": float(np.median(widths)),
-            "p10_p90_px": [float(np.percentile(widths, 10)), float(np.percentile(widths, 90))],
-        }
-        print(
-            f"ADIR {args.part}: {len(items)} images, median width {np.median(widths):.2f} px, "
-            f"10-90%: {np.percentile(widths, 10):.2f}-{np.percentile(widths, 90):.2f}"
-        )
+        out["adir"] = adir_widths(args.data, args.part)
     for path in args.images:
         width = chromosome_width(normalise(read_image(path)))
         out[path] = {"width_px": width, "scale": model_scale(width)}
@@ -54,6 +45,48 @@ def main() -> None:
         out[folder] = measured_against_drawn(Path(folder))
     if args.json:
         write_json(args.json, out)
+
+
+def adir_widths(data: str, part: str) -> dict:
+    """The widths of an ADIR split part's metaphases (the reference width is their median), each
+    against the width of its labelled chromosomes by the same ridge rule (``ridge_width`` of
+    K > 0): printed, with the ratio's median, the mean of its |log| and how many lie beyond the
+    DAPI segmenter's tolerance (1.3) and the five furthest off."""
+    items = adir.select(adir.find_images(data), part)
+    images = []
+    for item in items:
+        raw, labels = adir.load(item)
+        width, labelled = chromosome_width(normalise(raw)), ridge_width(labels > 0)
+        ratio = None if width is None or labelled is None else width / labelled
+        images.append(
+            {"image": item.name, "width_px": width, "labelled_px": labelled, "ratio": ratio}
+        )
+    widths = np.asarray([image["width_px"] for image in images if image["width_px"] is not None])
+    ratios = np.asarray([image["ratio"] for image in images if image["ratio"] is not None])
+    figures = {
+        "part": part,
+        "images": len(items),
+        "median_width_px": float(np.median(widths)),
+        "p10_p90_px": [float(np.percentile(widths, 10)), float(np.percentile(widths, 90))],
+        "median_ratio_to_labels": float(np.median(ratios)),
+        "mean_abs_log_ratio": float(np.mean(np.abs(np.log(ratios)))),
+        "beyond_1.3": int(np.sum(np.abs(np.log(ratios)) > np.log(1.3))),
+        "per_image": images,
+    }
+    print(
+        f"ADIR {part}: {len(items)} images, median width {figures['median_width_px']:.2f} px, "
+        f"10-90%: {figures['p10_p90_px'][0]:.2f}-{figures['p10_p90_px'][1]:.2f}; against the "
+        f"labelled chromosomes' width: median ratio {figures['median_ratio_to_labels']:.3f}, "
+        f"mean |log ratio| {figures['mean_abs_log_ratio']:.3f}, beyond 1.3x "
+        f"{figures['beyond_1.3']} of {len(ratios)}"
+    )
+    worst = sorted(images, key=lambda image: abs(np.log(image["ratio"] or 1e-3)))[-5:][::-1]
+    for image in worst:
+        print(
+            f"  {image['image']}: {image['width_px'] or 0:.1f} px, labelled "
+            f"{image['labelled_px'] or 0:.1f} px"
+        )
+    return figures
 
 
 def shipped_tolerance(style: str) -> float:

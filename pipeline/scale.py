@@ -19,6 +19,16 @@ across it, so thin strokes such as a karyogram's numbers weigh little)
 Widths under ``FINE_WIDTH`` px are measured again on the image enlarged until they are not, so
 that whole-pixel distances do not make small chromosomes off by a large fraction.
 
+Interphase nuclei are bright too, and where they are many or much brighter than the spread they
+take Otsu's threshold for themselves (the chromosomes fall below it) or most of the foreground (the
+typical piece is then a nucleus): without this rule five ADIR training images measured two to
+four times the width of their labelled chromosomes. So pieces of the first foreground that are
+round (area under ``ELONGATED`` times the square of their thickness, twice their largest distance
+to the background; a disc's is pi / 4) and at least ``NUCLEUS_THICKNESS`` times as thick as the
+median elongated piece (a chromosome, or chromosomes touching) are taken as nuclei: their pixels
+(grown by ``NUCLEUS_MARGIN``) are left out of the foreground and of the histogram the threshold
+is found on. Specks are round too, but thin; fewer than three elongated pieces: no nuclei.
+
 The foreground of a noisy or banded image has rough edges and holes, and the ridge then runs
 near the edge: a chromosome drawn 22 px wide measured 14. So the width is measured a second time
 on the image blurred by ``SMOOTHING`` times the first measure (Gaussian sigma, a share of the
@@ -35,8 +45,8 @@ import numpy as np
 
 from pipeline.core.imageio import otsu_foreground
 
-ADIR_WIDTH = 11.67  # px: the median over the ADIR training slides (benchmarks/measure_widths.py)
-# within this factor of the reference, images are taken as they are: ADIR itself spans 9.7-18.9 px
+ADIR_WIDTH = 12.15  # px: the median over the ADIR training slides (benchmarks/measure_widths.py)
+# within this factor of the reference, images are taken as they are: ADIR itself spans 9.8-17.2 px
 # (10th-90th percentile), and both models were trained with scale augmentation covering it. Each
 # segmenter model says its own (its config's inference.scale_tolerance); this is the default
 TOLERANCE = 1.3
@@ -47,6 +57,9 @@ SMOOTHING, MAX_GROWTH = 0.1, 1.6  # the second measure: blur sigma per px of the
 BACKGROUND_SHRINK, BACKGROUND_KERNEL = 4, 21  # the background: an opening 84 px wide
 SCALE_LIMITS = (0.2, 4.0)  # a measured scale outside is clipped: the image is not a metaphase
 SCALE_SAMPLE = 2048  # px: the central region of an image its chromosome width is measured on
+NUCLEUS_THICKNESS = 3.0  # times the median elongated piece's thickness: a nucleus
+ELONGATED = 2.0  # area / thickness**2 of a piece at least this: chromosomes (a disc: pi / 4)
+NUCLEUS_MARGIN = 2  # px a nucleus is grown by before it is left out (its blurred rim)
 
 
 def _pixel_median(values: np.ndarray) -> float:
@@ -57,7 +70,11 @@ def _pixel_median(values: np.ndarray) -> float:
     return float(ordered[np.searchsorted(cumulative, cumulative[-1] / 2)])
 
 
-def _ridge_width(foreground: np.ndarray) -> float | None:
+def ridge_width(foreground: np.ndarray) -> float | None:
+    """The width (px) of the chromosome-sized pieces of a bool ``(H, W)`` foreground by the
+    module's ridge rule (typical piece, ridge of the distance transform); None when it has none.
+    Also the width of labelled chromosomes (``K > 0``), which ``benchmarks/measure_widths.py``
+    compares the measure with."""
     count, pieces, stats, _ = cv2.connectedComponentsWithStats(
         foreground.astype(np.uint8), connectivity=8
     )
@@ -98,15 +115,55 @@ def flattened(normalised: np.ndarray) -> np.ndarray:
     return np.clip(normalised - background, 0.0, 1.0)
 
 
-def _width(image: np.ndarray) -> float | None:
-    """The ridge width (``_ridge_width``) of a flattened image's Otsu foreground; widths under
-    ``FINE_WIDTH`` measured again on the image enlarged until they are not."""
-    width = _ridge_width(otsu_foreground(image))
+def nuclei(image: np.ndarray) -> np.ndarray | None:
+    """bool ``(H, W)``: the nuclei of a flattened image's Otsu foreground, grown by
+    ``NUCLEUS_MARGIN`` (module doc); None when it has none."""
+    foreground = otsu_foreground(image).view(np.uint8)
+    count, pieces, stats, _ = cv2.connectedComponentsWithStats(foreground, connectivity=8)
+    distance = cv2.distanceTransform(foreground, cv2.DIST_L2, 3)
+    thickness = np.zeros(count, np.float32)
+    np.maximum.at(thickness, pieces[foreground > 0], distance[foreground > 0])
+    thickness *= 2
+    areas = stats[:, cv2.CC_STAT_AREA]
+    sized = areas >= MIN_PIECE_PIXELS
+    sized[0] = False  # the background
+    elongated = sized & (areas >= ELONGATED * thickness**2)
+    if elongated.sum() < 3:
+        return None
+    found = sized & ~elongated & (thickness >= NUCLEUS_THICKNESS * np.median(thickness[elongated]))
+    if not found.any():
+        return None
+    side = 2 * NUCLEUS_MARGIN + 1
+    return cv2.dilate(found[pieces].view(np.uint8), np.ones((side, side), np.uint8)) > 0
+
+
+def _foreground(image: np.ndarray, left_out: np.ndarray | None) -> np.ndarray:
+    """Otsu's foreground of a flattened image (``otsu_foreground``) with the pixels of
+    ``left_out`` (bool, the image's shape; None: none) out of it and of the threshold's
+    histogram."""
+    if left_out is None:
+        return otsu_foreground(image)
+    grey = np.clip(image * 255, 0, 255).astype(np.uint8)
+    kept = grey[~left_out].reshape(1, -1)
+    if kept.size == 0:
+        return np.zeros(grey.shape, bool)
+    threshold, _ = cv2.threshold(kept, 0, 1, cv2.THRESH_BINARY + cv2.THRESH_OTSU)
+    return (grey > threshold) & ~left_out
+
+
+def _width(image: np.ndarray, left_out: np.ndarray | None = None) -> float | None:
+    """The ridge width (``ridge_width``) of a flattened image's foreground (``_foreground``);
+    widths under ``FINE_WIDTH`` measured again on the image enlarged until they are not."""
+    width = ridge_width(_foreground(image, left_out))
     if width is None or width >= FINE_WIDTH:
         return width
     factor = math.ceil(FINE_WIDTH / max(width, 1.0))
     enlarged = cv2.resize(image, None, fx=factor, fy=factor, interpolation=cv2.INTER_LINEAR)
-    fine = _ridge_width(otsu_foreground(enlarged))
+    if left_out is not None:
+        left_out = cv2.resize(
+            left_out.view(np.uint8), None, fx=factor, fy=factor, interpolation=cv2.INTER_NEAREST
+        ).astype(bool)
+    fine = ridge_width(_foreground(enlarged, left_out))
     return width if fine is None else fine / factor
 
 
@@ -115,10 +172,11 @@ def chromosome_width(normalised: np.ndarray) -> float | None:
     chromosomes bright), by the module's rule; None when the image has no chromosome-like
     foreground."""
     image = flattened(np.asarray(normalised, np.float32))
-    width = _width(image)
+    left_out = nuclei(image)
+    width = _width(image, left_out)
     if width is None:
         return None
-    smoothed = _width(cv2.GaussianBlur(image, (0, 0), SMOOTHING * width))
+    smoothed = _width(cv2.GaussianBlur(image, (0, 0), SMOOTHING * width), left_out)
     return smoothed if smoothed is not None and smoothed <= MAX_GROWTH * width else width
 
 

@@ -128,8 +128,9 @@ def test_auto_scale_sees_wide_chromosomes_at_the_models_width(tmp_path):
 
 def test_a_gband_synthetic_metaphase_is_found_with_no_flags(tmp_path):
     """Dark banded chromosomes on a bright background, twice ADIR's width, run with the shipped
-    models and the default config (seen at about half its size, its crops segmented by the G-band
-    segmenter): most chromosomes come back, few extra."""
+    models and the default config (seen at about half their size, their crops segmented by the
+    G-band segmenter): most chromosomes come back, few extra. Three draws pooled: one draw of
+    about 20 chromosomes moves by a few between draws."""
     options = replace(
         SMALL,
         scale=(2.0, 2.0),
@@ -138,14 +139,16 @@ def test_a_gband_synthetic_metaphase_is_found_with_no_flags(tmp_path):
         touch_share=0.05,
         jpeg_share=0.0,
     )
-    metaphase = draw_metaphase(hand_made(16), "gband", np.random.default_rng(4), options)
-    job = write_png(tmp_path / "gband" / "m.png", metaphase.image)
     from pipeline.models import load_models
 
     config = load_config(None)
-    result = process_image(job, load_models(config, "cpu"), config)
-    pairs = match(result.instances, instances_from_masks(metaphase.masks))
-    recall = len(pairs) / len(metaphase.masks)
-    precision = len(pairs) / max(1, len(result.instances))
-    assert result.scale == pytest.approx(0.5, rel=0.2)
-    assert recall >= 0.85 and precision >= 0.8, (recall, precision)
+    models = load_models(config, "cpu")
+    true = found = matched = 0
+    for seed in (4, 5, 6):
+        metaphase = draw_metaphase(hand_made(16), "gband", np.random.default_rng(seed), options)
+        job = write_png(tmp_path / f"gband{seed}" / "m.png", metaphase.image)
+        result = process_image(job, models, config)
+        assert result.scale == pytest.approx(0.5, rel=0.2)
+        true, found = true + len(metaphase.masks), found + len(result.instances)
+        matched += len(match(result.instances, instances_from_masks(metaphase.masks)))
+    assert matched / true >= 0.85 and matched / found >= 0.8, (matched, true, found)

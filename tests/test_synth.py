@@ -145,6 +145,23 @@ def test_width_of_rough_banded_chromosomes_is_measured_on_their_smoothed_edge():
         assert chromosome_width(image) < 0.7 * 22
 
 
+def test_width_leaves_bright_nuclei_out():
+    """Ten bars 8 px wide and four bright discs 90 px across (interphase nuclei) holding most of
+    the foreground: each bar is under a tenth of the typical piece (a nucleus), so with nuclei
+    kept (``NUCLEUS_THICKNESS`` infinite) the width is the nuclei's; left out, it is the bars'."""
+    rows, cols = np.mgrid[:400, :400]
+    image = np.full((400, 400), 0.05, np.float32)
+    for i in range(10):
+        image[30 + 36 * i : 38 + 36 * i, 20 + 8 * i : 80 + 8 * i] = 0.6
+    for i in range(4):
+        centre = (260 + 90 * (i % 2), 100 + 200 * (i // 2))
+        image[(cols - centre[0]) ** 2 + (rows - centre[1]) ** 2 < 45**2] = 1.0
+    assert chromosome_width(image) == pytest.approx(8, rel=0.15)
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(scale, "NUCLEUS_THICKNESS", np.inf)
+        assert chromosome_width(image) > 3 * 8
+
+
 def test_width_does_not_depend_on_opencv_threads():
     """OpenCV's distance transform differs in the last bits between thread counts; the width of
     a shipped sample metaphase must not (it did, by 4 %)."""

@@ -103,7 +103,8 @@ def shipped_tolerance(style: str) -> float:
 def measured_against_drawn(folder: Path) -> dict:
     """Each metaphase of a ``chromoseg synth`` folder: the width drawn (``synth.json``), the width
     measured, their ratio and the scale the pipeline sees it at (with the shipped segmenters'
-    tolerances); printed, with the share of ratios within 15 % and the five furthest off."""
+    tolerances); printed, with the share of ratios within 15 % (of 1, and of their median) and the
+    five furthest off."""
     manifest = json.loads((folder / "synth.json").read_text())
     drawn = {item["name"]: item for item in manifest["images"]}
     tolerance = shipped_tolerance(manifest["style"])
@@ -124,17 +125,26 @@ def measured_against_drawn(folder: Path) -> dict:
         )
     ratios = np.asarray([image["ratio"] or 0.0 for image in images])
     within = float(np.mean(np.abs(ratios - 1) <= 0.15))
+    # synthetic chromosomes measure a set share thinner than drawn (drawn at ADIR_WIDTH as their
+    # real source images measure); the scale the pipeline sees them at follows the ratio between
+    # images, so that is what must hold
+    consistent = float(np.mean(np.abs(ratios / np.median(ratios) - 1) <= 0.15))
     worst = sorted(images, key=lambda image: abs((image["ratio"] or 0.0) - 1))[-5:][::-1]
     print(
         f"{folder}: {len(images)} metaphases, measured/drawn median {np.median(ratios):.2f}, "
-        f"within 15 %: {within:.2f}"
+        f"within 15 %: {within:.2f}; within 15 % of the median ratio: {consistent:.2f}"
     )
     for image in worst:
         print(
             f"  {image['image']} ({image['density']}): drawn {image['drawn_px']:.1f} px, "
             f"measured {image['measured_px'] or 0:.1f}, scale {image['scale']:.2f}"
         )
-    return {"images": images, "median_ratio": float(np.median(ratios)), "within_15_percent": within}
+    return {
+        "images": images,
+        "median_ratio": float(np.median(ratios)),
+        "within_15_percent": within,
+        "within_15_percent_of_median_ratio": consistent,
+    }
 
 
 if __name__ == "__main__":

@@ -53,7 +53,7 @@ class AugmentSettings:
 
 @dataclass
 class TrainSettings:
-    epochs: int = 60
+    epochs: int = 100
     batch_size: int = 4
     lr: float = 0.002
     weight_decay: float = 0.0001

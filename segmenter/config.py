@@ -10,7 +10,6 @@ from pathlib import Path
 from typing import Literal
 
 from pipeline.core import config as core_config
-from pipeline.scale import TOLERANCE
 
 KINDS = ("cross", "touch", "side_by_side", "end_to_end", "parallel")  # segmenter.synthetic
 DEFAULT_LAYOUT = {  # no preset
@@ -120,7 +119,7 @@ class InferenceSettings:
     # with the pipeline's automatic scale, images whose measured chromosome width is within this
     # factor of ADIR's are seen as they are, others resized to it (pipeline.scale); 1.0: all
     # resized. The images this model is for decide it (chosen on val material)
-    scale_tolerance: float = TOLERANCE
+    scale_tolerance: float = 1.3  # pipeline.scale.TOLERANCE, which a stage may not import
 
     @staticmethod
     def upgrade(settings: dict) -> dict:

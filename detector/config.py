@@ -64,6 +64,9 @@ class TrainSettings:
     # the weights kept in the model folder: the best validation epoch's, or the last epoch's (a
     # fine-tune for material the validation score does not measure)
     keep: Literal["best", "last"] = "best"
+    # chromosomes K leaves unlabelled painted with the background in the training and validation
+    # images where Case Info says K is incomplete (detector.data.painted_out)
+    paint_out: bool = True
     init: dict[str, str] | None = None  # set by training: the model folder fine-tuned from
 
 

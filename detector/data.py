@@ -48,11 +48,11 @@ def painted_out(image: np.ndarray, labels: np.ndarray) -> np.ndarray:
 
 
 def load_samples(
-    images: list[adir.AdirImage], min_pixels: int = adir.MIN_PIXELS
+    images: list[adir.AdirImage], min_pixels: int = adir.MIN_PIXELS, paint_out: bool = True
 ) -> tuple[list[Sample], int]:
-    """Normalised DAPI images and their cluster boxes (the images must be labelled). Where an
-    image's ``Case Info`` says chromosomes are missing from K or not a complete karyotype
-    (DESIGN.md, "What K does not say"), its unlabelled pieces are painted out
+    """Normalised DAPI images and their cluster boxes (the images must be labelled). With
+    ``paint_out``, where an image's ``Case Info`` says chromosomes are missing from K or not a
+    complete karyotype (DESIGN.md, "What K does not say"), its unlabelled pieces are painted out
     (``painted_out``). Returns the samples and how many images were painted."""
     samples, painted = [], 0
     for item in images:
@@ -61,7 +61,7 @@ def load_samples(
             raise adir.DatasetError(f"{item.dapi_path}: no label image (*K.tif) beside it")
         image = normalise(dapi)
         karyotype = adir.read_karyotype(item)
-        if karyotype.text is not None and not karyotype.complete:
+        if paint_out and karyotype.text is not None and not karyotype.complete:
             cleaned = painted_out(image, labels)
             painted += cleaned is not image
             image = cleaned

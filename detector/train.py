@@ -96,8 +96,12 @@ def train(
         len(extra_train),
         len(extra_val),
     )
-    train_samples, painted = detdata.load_samples(parts["train"] + extra_train)
-    val_samples, painted_val = detdata.load_samples(parts["val"] + extra_val)
+    train_samples, painted = detdata.load_samples(
+        parts["train"] + extra_train, paint_out=settings.paint_out
+    )
+    val_samples, painted_val = detdata.load_samples(
+        parts["val"] + extra_val, paint_out=settings.paint_out
+    )
     log.info("unlabelled pieces painted out in %d train and %d val images", painted, painted_val)
 
     network = build_model(config.model).to(device)

@@ -379,3 +379,5 @@ def test_a_chromosome_that_k_leaves_out_is_painted_out_where_the_karyotype_says_
     assert painted == 1 and missing[40:46, 30:65].max() < 0.1 and missing[12, 20] > 0.9
     complete, painted = images["46,XY"]
     assert painted == 0 and complete[40:46, 30:65].min() > 0.8
+    kept, painted = detdata.load_samples(adir.find_images(tmp_path / "45,XY,-2"), paint_out=False)
+    assert painted == 0 and kept[0].image[40:46, 30:65].min() > 0.8  # train.paint_out: false

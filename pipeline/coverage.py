@@ -36,10 +36,9 @@ import numpy as np
 
 from pipeline.core.imageio import otsu_foreground
 from pipeline.normalised import NormalisedImage
-from pipeline.scale import ADIR_WIDTH, flattened
+from pipeline.scale import ADIR_WIDTH, NUCLEUS_THICKNESS, flattened
 
 MIN_UNCOVERED = 2.0  # chromosome areas (width**2) outside every box: about a small chromosome
-NUCLEUS_THICKNESS = 3.0  # chromosome widths
 MAX_SIDE = 2048  # px: larger images are shrunk by a whole factor to find their foreground
 FOUND_GROWTH = 0.25  # chromosome widths
 MIN_THICKNESS = 0.5  # chromosome widths

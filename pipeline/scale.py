@@ -57,7 +57,7 @@ SMOOTHING, MAX_GROWTH = 0.1, 1.6  # the second measure: blur sigma per px of the
 BACKGROUND_SHRINK, BACKGROUND_KERNEL = 4, 21  # the background: an opening 84 px wide
 SCALE_LIMITS = (0.2, 4.0)  # a measured scale outside is clipped: the image is not a metaphase
 SCALE_SAMPLE = 2048  # px: the central region of an image its chromosome width is measured on
-NUCLEUS_THICKNESS = 3.0  # times the median elongated piece's thickness: a nucleus
+NUCLEUS_THICKNESS = 3.0  # times a chromosome's thickness: a nucleus (pipeline.coverage too)
 ELONGATED = 2.0  # area / thickness**2 of a piece at least this: chromosomes (a disc: pi / 4)
 NUCLEUS_MARGIN = 2  # px a nucleus is grown by before it is left out (its blurred rim)
 
@@ -137,24 +137,11 @@ def nuclei(image: np.ndarray) -> np.ndarray | None:
     return cv2.dilate(found[pieces].view(np.uint8), np.ones((side, side), np.uint8)) > 0
 
 
-def _foreground(image: np.ndarray, left_out: np.ndarray | None) -> np.ndarray:
-    """Otsu's foreground of a flattened image (``otsu_foreground``) with the pixels of
-    ``left_out`` (bool, the image's shape; None: none) out of it and of the threshold's
-    histogram."""
-    if left_out is None:
-        return otsu_foreground(image)
-    grey = np.clip(image * 255, 0, 255).astype(np.uint8)
-    kept = grey[~left_out].reshape(1, -1)
-    if kept.size == 0:
-        return np.zeros(grey.shape, bool)
-    threshold, _ = cv2.threshold(kept, 0, 1, cv2.THRESH_BINARY + cv2.THRESH_OTSU)
-    return (grey > threshold) & ~left_out
-
-
 def _width(image: np.ndarray, left_out: np.ndarray | None = None) -> float | None:
-    """The ridge width (``ridge_width``) of a flattened image's foreground (``_foreground``);
-    widths under ``FINE_WIDTH`` measured again on the image enlarged until they are not."""
-    width = ridge_width(_foreground(image, left_out))
+    """The ridge width (``ridge_width``) of a flattened image's Otsu foreground with ``left_out``
+    (nuclei) kept out of it (``otsu_foreground``); widths under ``FINE_WIDTH`` measured again on
+    the image enlarged until they are not."""
+    width = ridge_width(otsu_foreground(image, left_out))
     if width is None or width >= FINE_WIDTH:
         return width
     factor = math.ceil(FINE_WIDTH / max(width, 1.0))
@@ -163,7 +150,7 @@ def _width(image: np.ndarray, left_out: np.ndarray | None = None) -> float | Non
         left_out = cv2.resize(
             left_out.view(np.uint8), None, fx=factor, fy=factor, interpolation=cv2.INTER_NEAREST
         ).astype(bool)
-    fine = ridge_width(_foreground(enlarged, left_out))
+    fine = ridge_width(otsu_foreground(enlarged, left_out))
     return width if fine is None else fine / factor
 
 

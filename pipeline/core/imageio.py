@@ -133,10 +133,18 @@ def normalise(image: np.ndarray, polarity: str = "auto") -> np.ndarray:
     return np.clip((grey - low) / (high - low), 0.0, 1.0).astype(np.float32)
 
 
-def otsu_foreground(normalised: np.ndarray) -> np.ndarray:
+def otsu_foreground(normalised: np.ndarray, left_out: np.ndarray | None = None) -> np.ndarray:
     """Global Otsu threshold of a normalised image (float32 ``(H, W)`` in [0, 1], chromosomes
     bright) at 8 bits (levels truncated): bool ``(H, W)``, True above the threshold. The one
-    classical foreground of the project: baselines, label cleaning and single-chromosome mining."""
+    classical foreground of the project: baselines, label cleaning and single-chromosome mining.
+    ``left_out`` (bool ``(H, W)``): pixels kept out of the threshold's histogram and of the
+    foreground (nuclei: ``pipeline.scale``)."""
     grey = np.clip(normalised * 255, 0, 255).astype(np.uint8)
-    _, mask = cv2.threshold(grey, 0, 1, cv2.THRESH_BINARY + cv2.THRESH_OTSU)
-    return mask.astype(bool)
+    if left_out is None:
+        _, mask = cv2.threshold(grey, 0, 1, cv2.THRESH_BINARY + cv2.THRESH_OTSU)
+        return mask.astype(bool)
+    kept = grey[~left_out].reshape(1, -1)
+    if kept.size == 0:
+        return np.zeros(grey.shape, bool)
+    threshold, _ = cv2.threshold(kept, 0, 1, cv2.THRESH_BINARY + cv2.THRESH_OTSU)
+    return (grey > threshold) & ~left_out

@@ -30,6 +30,9 @@ class SegmenterSettings:
     views: Literal[1, 2, 4] | None = None  # crops of 2+ averaged over views; None: the model's own
     max_window: int = 88  # px at the models' scale: larger clusters get several windows
     second_pass: bool = True  # foreground no chromosome covers gets a box (pipeline.coverage)
+    # large chromosomes segmented again alone, at the size the segmenter's config sets
+    # (inference.resegment; pipeline.resegment)
+    resegment: bool = True
 
 
 @dataclass

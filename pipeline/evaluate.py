@@ -45,6 +45,7 @@ from pipeline.run import (
     detect_image,
     load_image,
     process_image,
+    settle,
 )
 from pipeline.stitch import Instance, boxes_meet, instances_from_masks, intersection_pixels
 from segmenter.crops import crop_labels
@@ -226,13 +227,15 @@ def segment_with_truth(
     detected: Detected, true_masks: np.ndarray, stitch_config: StitchSettings, min_score: float
 ) -> None:
     """Fill ``detected.pieces`` from the true chromosome masks ``(N, H, W)`` bool instead of the
-    U-Net: each crop's class probabilities are its one-hot target ``(4, 88, 88)`` (small pieces
-    scoring below ``min_score`` dropped, as the model's would be)."""
+    U-Net, and settle them (``pipeline.run.settle``): each crop's class probabilities are its
+    one-hot target ``(4, 88, 88)`` (small pieces scoring below ``min_score`` dropped, as the
+    model's would be)."""
     target = target_from_instances(true_masks)
     one_hot = np.eye(4, dtype=np.float32)
     for index, geometry in enumerate(detected.geometries):
         probabilities = one_hot[crop_labels(target, geometry)].transpose(2, 0, 1)
         detected.pieces += crop_pieces(detected, index, probabilities, stitch_config, min_score)
+    settle(detected, stitch_config)
 
 
 def evaluate(

@@ -13,6 +13,9 @@ class probability of a small piece kept (``pipeline.stitch``), where the pipelin
 ``stitch.min_segmenter_score`` is None.
 ``Models.scale_tolerance`` / ``scale_tolerance_dark``: the segmenters' own tolerance of the
 automatic scale (``pipeline.scale.model_scale``) for images of either polarity.
+``Models.resegment`` / ``resegment_dark``: the segmenters' own size (times the image's median
+chromosome area) from which a chromosome is segmented again alone (``pipeline.resegment``; None:
+never).
 ``Models.info``: what ``run.json`` records about them (folders, sha256 of the weights).
 ``Models.max_boxes``: the most boxes the detector returns for one image (None: no limit); an image
 or tile that gets that many may hold more clusters than were found.
@@ -45,6 +48,8 @@ class Models:
     min_segmenter_score_dark: float | None = None  # None: min_segmenter_score
     scale_tolerance: float = TOLERANCE
     scale_tolerance_dark: float | None = None  # None: scale_tolerance
+    resegment: float | None = None
+    resegment_dark: float | None = None  # the dark segmenter's own, None included
 
     def segmenter_for(self, dark: bool) -> Callable[[np.ndarray], np.ndarray]:
         """The segment function for an image whose chromosomes were dark (True) or bright."""
@@ -61,6 +66,11 @@ class Models:
         bright: ``setting`` (the pipeline config's ``scale_tolerance``), or where it is None the
         segmenter's own."""
         return _own(dark, setting, self.scale_tolerance, self.scale_tolerance_dark)
+
+    def resegment_for(self, dark: bool) -> float | None:
+        """The size from which a chromosome of an image whose chromosomes were dark (True) or
+        bright is segmented again alone: that segmenter's own (None: never)."""
+        return self.resegment_dark if dark and self.segment_dark is not None else self.resegment
 
 
 def _own(dark: bool, setting: float | None, bright_value: float, dark_value: float | None):
@@ -137,4 +147,6 @@ def load_models(config: PipelineConfig, device: str | None = "cpu") -> Models:
         min_segmenter_score_dark=dark.config.inference.min_segmenter_score,
         scale_tolerance=segmenter_model.config.inference.scale_tolerance,
         scale_tolerance_dark=dark.config.inference.scale_tolerance,
+        resegment=segmenter_model.config.inference.resegment,
+        resegment_dark=dark.config.inference.resegment,
     )

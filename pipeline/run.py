@@ -44,7 +44,7 @@ from typing import TYPE_CHECKING
 import cv2
 import numpy as np
 
-from pipeline import __version__
+from pipeline import __version__, resegment
 from pipeline.config import PipelineConfig, StitchSettings, TilingSettings
 from pipeline.core.config import to_dict
 from pipeline.core.errors import InputError
@@ -55,9 +55,9 @@ from pipeline.inputs import ImageJob
 from pipeline.models import Models
 from pipeline.normalised import NormalisedImage
 from pipeline.scale import image_scale
-from pipeline.stitch import Instance, Window, merge_pieces, window_instances
+from pipeline.stitch import Instance, Window, in_reading_order, merge_pieces, window_instances
 from pipeline.tiling import detect_tiled, order_boxes
-from segmenter.crops import CropGeometry, probabilities_to_image, windows_for_box
+from segmenter.crops import CropGeometry, probabilities_to_image, window_for_box, windows_for_box
 
 if TYPE_CHECKING:
     import pandas
@@ -100,7 +100,8 @@ class Detected:
     (``cluster_ids``, 1..), and the crop padding level. ``scale``: the factor both stages saw the
     image at; ``chromosome_width``: the width (px) it was measured from (None: not measured).
     ``pieces`` collects the chromosomes found in its crops as they are segmented
-    (``segment_images``), before duplicates are merged."""
+    (``segment_images``), before duplicates are merged; ``chromosomes``: the image's chromosomes
+    once they are (``settle``)."""
 
     image: LoadedImage
     boxes: np.ndarray
@@ -111,6 +112,7 @@ class Detected:
     scale: float = 1.0
     chromosome_width: float | None = None
     pieces: list[Instance] = field(default_factory=list)
+    chromosomes: list[Instance] = field(default_factory=list)
 
     def crop(self, index: int) -> np.ndarray:
         """The 88x88 float32 crop of box ``index``."""
@@ -356,16 +358,77 @@ def segment_images(
     an image has.
     """
     _segment_windows([(item, 0) for item in detected], models, config, pool)
-    if not config.segmenter.second_pass:
-        return
-    firsts = []
+    if config.segmenter.second_pass:
+        firsts = []
+        for item in detected:
+            firsts.append((item, len(item.boxes)))
+            extra = unsegmented_boxes(
+                item.image.normalised, item.pieces, item.chromosome_width, item.scale
+            )
+            add_windows(item, extra, np.zeros(len(extra), np.float32), models, config)
+        _segment_windows(firsts, models, config, pool)
     for item in detected:
-        firsts.append((item, len(item.boxes)))
-        extra = unsegmented_boxes(
-            item.image.normalised, item.pieces, item.chromosome_width, item.scale
-        )
-        add_windows(item, extra, np.zeros(len(extra), np.float32), models, config)
-    _segment_windows(firsts, models, config, pool)
+        settle(item, config.stitch)
+    segment_alone(detected, models, config)
+
+
+def settle(detected: Detected, stitch: StitchSettings) -> None:
+    """``detected.chromosomes`` from its ``pieces``: duplicates merged, parts joined
+    (``pipeline.stitch.merge_pieces``), blobs dropped (``pipeline.coverage.without_blobs``)."""
+    detected.chromosomes = without_blobs(
+        merge_pieces(
+            detected.pieces, stitch.duplicate_iou, stitch.duplicate_containment, stitch.join_iou
+        ),
+        stitch.max_thickness,
+    )
+
+
+def segment_alone(detected: list[Detected], models: Models, config: PipelineConfig) -> None:
+    """Each image's large chromosomes segmented again alone, and replaced by the pieces they
+    split into (``pipeline.resegment``; at the segmenter's own size, ``Models.resegment_for``;
+    none with ``segmenter.resegment`` false)."""
+
+    def margin_of(item: Detected) -> int:  # the models' crop margin in the image's pixels
+        return int(round(models.margin / item.scale))
+
+    for dark in (False, True):  # each polarity has its own segmenter (Models.segmenter_for)
+        factor = models.resegment_for(dark) if config.segmenter.resegment else None
+        images = [item for item in detected if item.image.normalised.flip == dark]
+        work = [  # (image, chromosome index, its window)
+            (item, index, window_for_box(item.chromosomes[index].box, margin_of(item)))
+            for item in images
+            for index in resegment.candidates(item.chromosomes, factor)
+        ]
+        if not work:
+            continue
+        crops = [
+            resegment.alone_crop(
+                item.image.normalised,
+                item.chromosomes[index],
+                geometry,
+                item.background,
+                max(1, round(resegment.GROW / item.scale)),
+            )
+            for item, index, geometry in work
+        ]
+        probabilities = np.asarray(models.segmenter_for(dark)(np.stack(crops)))
+        swaps = {}
+        for (item, index, geometry), crop_probabilities in zip(work, probabilities, strict=True):
+            maps, region = probabilities_to_image(
+                crop_probabilities, geometry, item.image.normalised.shape
+            )
+            median = float(np.median([chromosome.area for chromosome in item.chromosomes]))
+            pieces = resegment.split(item.chromosomes[index], maps, region, median)
+            if pieces:
+                swaps[id(item), index] = pieces
+        for item in images:
+            item.chromosomes = in_reading_order(
+                [
+                    piece
+                    for index, chromosome in enumerate(item.chromosomes)
+                    for piece in swaps.get((id(item), index), [chromosome])
+                ]
+            )
 
 
 def _segment_windows(
@@ -411,17 +474,12 @@ def _segment_windows(
 def build_result(
     detected: Detected, config: PipelineConfig, pixel_size: float | None
 ) -> ImageResult:
-    """Instances (duplicates merged, in reading order) and table of one segmented image."""
+    """The chromosomes (``Detected.chromosomes``, in reading order) and table of one segmented
+    image."""
     from pipeline.measure import measure  # pandas, scipy, scikit-image: off the start-up path
 
     image = detected.image
-    instances = merge_pieces(
-        detected.pieces,
-        config.stitch.duplicate_iou,
-        config.stitch.duplicate_containment,
-        config.stitch.join_iou,
-    )
-    instances = without_blobs(instances, config.stitch.max_thickness)
+    instances = detected.chromosomes
     table = measure(instances, image.channels, image.job.slide, image.job.image, pixel_size)
     shape = image.normalised.shape
     return ImageResult(

@@ -3,11 +3,11 @@
 Per image (``process_image`` does all of it for one image; other engines call it on workers):
 read and normalise (``load_image``), detect cluster boxes (tiled when the image is large), cut one
 88x88 crop per box (``segmenter.crops``: the geometry the U-Net was trained with), segment the
-crops, map their class probabilities back and keep the chromosomes of each (``segment_images``),
-merge duplicates and measure (``build_result``). ``run_batch`` does this for a list of images,
-sending the crops of ``batch.images`` images through the U-Net together, writes every output
-(``pipeline.outputs``, layout below), and survives bad images: each failure is one line on stderr
-and in ``run.json``.
+crops, map their class probabilities back and keep the chromosomes of each, merge duplicates and
+segment large chromosomes again alone (``segment_images``), and measure (``build_result``).
+``run_batch`` does this for a list of images, sending the crops of ``batch.images`` images
+through the U-Net together, writes every output (``pipeline.outputs``, layout below), and
+survives bad images: each failure is one line on stderr and in ``run.json``.
 
 Output folder::
 
@@ -412,13 +412,13 @@ def segment_alone(detected: list[Detected], models: Models, config: PipelineConf
             for item, index, geometry in work
         ]
         probabilities = np.asarray(models.segmenter_for(dark)(np.stack(crops)))
+        medians = {id(item): np.median([c.area for c in item.chromosomes]) for item in images}
         swaps = {}
         for (item, index, geometry), crop_probabilities in zip(work, probabilities, strict=True):
             maps, region = probabilities_to_image(
                 crop_probabilities, geometry, item.image.normalised.shape
             )
-            median = float(np.median([chromosome.area for chromosome in item.chromosomes]))
-            pieces = resegment.split(item.chromosomes[index], maps, region, median)
+            pieces = resegment.split(item.chromosomes[index], maps, region, medians[id(item)])
             if pieces:
                 swaps[id(item), index] = pieces
         for item in images:

@@ -45,9 +45,7 @@ def whole_image(labels: np.ndarray):
 
 def test_only_chromosomes_well_above_the_median_are_tried():
     masks = [bar_mask(SHAPE, (20 + 25 * i, 60), 30, 8, 90) for i in range(5)]
-    masks.append(
-        crossing_pair(SHAPE, (140, 60), 30, 0)[0] | crossing_pair(SHAPE, (140, 60), 30, 0)[1]
-    )
+    masks.append(np.logical_or.reduce(crossing_pair(SHAPE, (140, 60), 30, 0)))
     chromosomes = instances_from_masks(np.array(masks))
     assert candidates(chromosomes, 1.2) == [5]
     assert candidates(chromosomes, None) == []

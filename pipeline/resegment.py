@@ -3,7 +3,8 @@ chromosome of a tangle, and where it gives two crossing chromosomes one colour t
 one. Seen without their neighbours, most such merges are a pair it parts.
 
 Each chromosome found whose area is at least a factor times the image's median (a merge holds
-two; the factor is the segmenter's own, its config's ``inference.resegment``) is cut again as a
+two; the factor is the segmenter's own, its config's ``inference.resegment``) and whose
+segmenter score is under ``MAX_SCORE`` (the U-Net was unsure of it somewhere) is cut again as a
 crop of its own box, everything but the chromosome (grown ``GROW`` px at the models' scale)
 painted with the crop background, and segmented. The chromosome is replaced by the pieces that
 come back (each clipped to it) when the split looks like chromosomes, not like a chromosome cut
@@ -28,15 +29,20 @@ MIN_PIECE = 0.3  # median chromosome areas
 MIN_COVER = 0.8  # of the chromosome's pixels
 MIN_OWN = 0.5  # median chromosome areas held by one piece alone
 MIN_FOR_MEDIAN = 5  # chromosomes found: fewer give no median area to judge by
+# a chromosome the U-Net was this sure of (its mean class probability) is left as it is: two
+# chromosomes given one colour leave it unsure where they cross
+MAX_SCORE = 0.9
 
 
 def candidates(chromosomes: list[Instance], factor: float | None) -> list[int]:
-    """Indices of the chromosomes at least ``factor`` times the median area (none with ``factor``
-    None or fewer than ``MIN_FOR_MEDIAN`` chromosomes)."""
+    """Indices of the chromosomes at least ``factor`` times the median area whose segmenter score
+    is under ``MAX_SCORE`` (none with ``factor`` None or fewer than ``MIN_FOR_MEDIAN``
+    chromosomes)."""
     if factor is None or len(chromosomes) < MIN_FOR_MEDIAN:
         return []
     areas = np.array([item.area for item in chromosomes])
-    return np.flatnonzero(areas >= factor * np.median(areas)).tolist()
+    scores = np.array([item.segmenter_score for item in chromosomes])
+    return np.flatnonzero((areas >= factor * np.median(areas)) & (scores < MAX_SCORE)).tolist()
 
 
 def alone_crop(

@@ -46,10 +46,12 @@ def whole_image(labels: np.ndarray):
 def test_only_chromosomes_well_above_the_median_are_tried():
     masks = [bar_mask(SHAPE, (20 + 25 * i, 60), 30, 8, 90) for i in range(5)]
     masks.append(np.logical_or.reduce(crossing_pair(SHAPE, (140, 60), 30, 0)))
-    chromosomes = instances_from_masks(np.array(masks))
-    assert candidates(chromosomes, 1.2) == [5]
-    assert candidates(chromosomes, None) == []
-    assert candidates(chromosomes[2:], 1.2) == []  # too few for a median
+    chromosomes = instances_from_masks(np.array(masks))  # segmenter scores 1: sure of each
+    assert candidates(chromosomes, 1.2) == []
+    unsure = [dataclasses.replace(item, segmenter_score=0.8) for item in chromosomes]
+    assert candidates(unsure, 1.2) == [5]
+    assert candidates(unsure, None) == []
+    assert candidates(unsure[2:], 1.2) == []  # too few for a median
 
 
 def test_the_crop_shows_the_chromosome_alone():
@@ -89,14 +91,16 @@ def test_a_chromosome_in_one_piece_or_with_a_sliver_is_kept_whole():
 
 def merging_segment(crops: np.ndarray) -> np.ndarray:
     """``threshold_segment``, except that a crop holding more than one foreground piece comes back
-    all chromosome A: a segmenter that merges among neighbours and parts a pair seen alone."""
+    all chromosome A, unsure (A 0.6, B 0.4): a segmenter that merges among neighbours and parts a
+    pair seen alone."""
     out = threshold_segment(crops)
     for crop, probabilities in zip(crops, out, strict=True):
         if ndimage.label(crop > 0.25, np.ones((3, 3)))[1] > 1:
             foreground = probabilities[0] < 0.5
             probabilities[:] = 0
             probabilities[0][~foreground] = 1
-            probabilities[1][foreground] = 1
+            probabilities[1][foreground] = 0.6
+            probabilities[2][foreground] = 0.4
     return out
 
 

@@ -49,13 +49,15 @@ def two_colour(masks: np.ndarray) -> np.ndarray:
     then single masks relabelled while that lowers the cost); each group of touching masks has
     its largest as A. Returns ``(N,)`` uint8."""
     count = len(masks)
+    if not count:
+        return np.zeros(0, np.uint8)
     neighbours = touch_graph(masks)
     weights = np.zeros((count, count), np.int64)
     for i, others in enumerate(neighbours):
         for j in others:
             weights[i, j] = OVERLAP_CONTACT if (masks[i] & masks[j]).any() else 1
-    areas = masks.reshape(count, -1).sum(axis=1)
-    if 0 < count <= EXACT_COLOURING:
+    areas = masks.sum(axis=(1, 2))
+    if count <= EXACT_COLOURING:
         choices = (np.arange(2 ** (count - 1))[:, None] >> np.arange(count)) & 1
         same = choices[:, :, None] == choices[:, None, :]
         colours = choices[int(np.argmin((same * weights).sum(axis=(1, 2))))] + 1

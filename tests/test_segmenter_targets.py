@@ -113,6 +113,19 @@ def test_overlapping_chromosomes_of_one_label_are_ignored():
     assert (target[masks[i] & masks[j]] == IGNORE).all()
 
 
+def test_large_cluster_leaves_only_the_conflict_an_odd_cycle_forces():
+    masks = np.zeros((15, 84, 60), bool)  # 14 strips, each touching the next, and a bar
+    for i in range(14):
+        masks[i, 6 * i : 6 * i + 6, 3:] = True
+    masks[0, 0:6, 2] = masks[13, 78:84, 2] = True  # the bar touches the first and last strip
+    masks[14, :, 0:2] = True  # a ring of 15: one pair must share a label
+    colours = two_colour(masks)
+    neighbours = touch_graph(masks)
+    same = [(i, j) for i in range(15) for j in neighbours[i] if i < j and colours[i] == colours[j]]
+    assert len(same) == 1
+    assert _same_instances(target_from_instances(masks), masks)
+
+
 def test_window_target_keeps_the_gap_of_a_shrunken_cluster():
     masks = _touching_triangle(scale=8)  # 192 px: the crop shrinks it more than twice
     geometry = crops.window_for_box((0, 0, 192, 192), 0)

@@ -48,7 +48,8 @@ from pipeline.run import (
     settle,
 )
 from pipeline.stitch import Instance, boxes_meet, instances_from_masks, intersection_pixels
-from segmenter.targets import IGNORE, OVERLAP, window_target
+from segmenter.crops import crop_labels
+from segmenter.targets import target_from_instances
 
 IOU_THRESHOLD = 0.5
 ERROR_KINDS = {
@@ -229,11 +230,10 @@ def segment_with_truth(
     U-Net, and settle them (``pipeline.run.settle``): each crop's class probabilities are its
     one-hot target ``(4, 88, 88)`` (small pieces scoring below ``min_score`` dropped, as the
     model's would be)."""
+    target = target_from_instances(true_masks)
     one_hot = np.eye(4, dtype=np.float32)
     for index, geometry in enumerate(detected.geometries):
-        target = window_target(true_masks, geometry)
-        target[target == IGNORE] = OVERLAP  # where chromosomes of one label overlap
-        probabilities = one_hot[target].transpose(2, 0, 1)
+        probabilities = one_hot[crop_labels(target, geometry)].transpose(2, 0, 1)
         detected.pieces += crop_pieces(detected, index, probabilities, stitch_config, min_score)
     settle(detected, stitch_config)
 

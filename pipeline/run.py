@@ -55,14 +55,7 @@ from pipeline.inputs import ImageJob
 from pipeline.models import Models
 from pipeline.normalised import NormalisedImage
 from pipeline.scale import image_scale
-from pipeline.stitch import (
-    Instance,
-    Window,
-    crop_parts,
-    in_reading_order,
-    merge_pieces,
-    window_instances,
-)
+from pipeline.stitch import Instance, Window, in_reading_order, merge_pieces, window_instances
 from pipeline.tiling import detect_tiled, order_boxes
 from segmenter.crops import CropGeometry, probabilities_to_image, window_for_box, windows_for_box
 
@@ -303,7 +296,6 @@ def crop_pieces(
     maps, (x0, y0, x1, y1) = probabilities_to_image(probabilities, geometry, shape)
     if x1 <= x0 or y1 <= y0:
         return []
-    parts, _ = probabilities_to_image(crop_parts(probabilities), geometry, shape, nearest=True)
     window = Window(
         probabilities=maps,
         row0=y0,
@@ -311,7 +303,6 @@ def crop_pieces(
         box=detected.boxes[index],
         detector_score=float(detected.scores[index]),
         cluster_id=int(detected.cluster_ids[index]),
-        parts=parts,
     )
     area = 1 / detected.scale**2  # image pixels per pixel at the models' scale
     return window_instances(

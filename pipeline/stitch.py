@@ -5,10 +5,7 @@ Each detector box gives one *window*: the segmenter's class probabilities (0 bac
 the image (``segmenter.crops`` does the geometry). Within a window, after the argmax:
 
 - the instances are the 8-connected pieces of ``A | overlap`` and of ``B | overlap``, so overlap
-  pixels belong to every chromosome lying there; a piece that holds two or more of the pieces
-  found at the crop's own 88 px (``Window.parts``) is split between them: a gap of a crop pixel
-  between two chromosomes of one label (the U-Net learnt to leave one where three chromosomes
-  meet) can close when the crop is shrunk back to a smaller window;
+  pixels belong to every chromosome lying there;
 - a piece is dropped when it has fewer than ``min_fragment_pixels`` pixels (default 20, the size
   below which DESIGN.md treats a labelled component as noise), or when it holds no pixel of its
   own class (overlap only), or when it is smaller than ``uncertain_max_pixels`` (default 200) and
@@ -66,9 +63,7 @@ class Window:
 
     ``probabilities``: float32 ``(4, h, w)`` for image rows ``row0:row0+h`` and columns
     ``col0:col0+w`` (inside the image). ``box``: the detector box, float32 ``(4,)`` x0, y0, x1, y1
-    in pixel edges. ``cluster_id``: the box's id in the image (1..M). ``parts``: int32 ``(2, h,
-    w)`` or None, for classes A and B the ids (1..) of the pieces found at the crop's own size
-    (``crop_parts``), resized to the nearest pixel's like ``probabilities``.
+    in pixel edges. ``cluster_id``: the box's id in the image (1..M).
     """
 
     probabilities: np.ndarray
@@ -77,7 +72,6 @@ class Window:
     box: np.ndarray
     detector_score: float
     cluster_id: int
-    parts: np.ndarray | None = None
 
 
 @dataclass(frozen=True)
@@ -147,44 +141,6 @@ def instances_from_masks(masks: np.ndarray) -> list[Instance]:
     return out
 
 
-def crop_parts(probabilities: np.ndarray) -> np.ndarray:
-    """int32 ``(2, H, W)``: for classes A and B, the 8-connected pieces of ``class | overlap`` of
-    one crop's argmax (class probabilities ``(4, H, W)``, at the crop's own size), numbered from
-    1 (0: none)."""
-    labels = probabilities.argmax(axis=0)
-    overlap = labels == OVERLAP
-    return np.stack(
-        [
-            cv2.connectedComponents(((labels == c) | overlap).astype(np.uint8), connectivity=8)[1]
-            for c in (CHROMOSOME_A, CHROMOSOME_B)
-        ]
-    ).astype(np.int32)
-
-
-def split_by_parts(piece: np.ndarray, parts: np.ndarray | None, min_pixels: int) -> list:
-    """A bool piece ``(h, w)`` as one mask, or, where it holds at least ``min_pixels`` of two or
-    more of the ids of ``parts`` (int32 ``(h, w)``), as those parts: each of its pixels goes to
-    the part grown to it first (a pixel of background at the crop's size inside the piece goes to
-    a neighbour)."""
-    if parts is None:
-        return [piece]
-    ids, counts = np.unique(parts[piece], return_counts=True)
-    kept = ids[(ids > 0) & (counts >= min_pixels)]
-    if len(kept) < 2:
-        return [piece]
-    assigned = np.where(piece & np.isin(parts, kept), parts, 0).astype(np.float32)
-    kernel = np.ones((3, 3), np.uint8)
-    while True:
-        missing = piece & (assigned == 0)
-        if not missing.any():
-            break
-        grown = cv2.dilate(assigned, kernel)
-        if not (grown[missing] > 0).any():
-            break
-        assigned[missing] = grown[missing]
-    return [piece & (assigned == part) for part in kept]
-
-
 def window_instances(
     window: Window,
     image_shape: tuple[int, int],
@@ -218,15 +174,11 @@ def window_instances(
     )
     overlap = labels == OVERLAP
     out = []
-    for class_index, chromosome_class in enumerate((CHROMOSOME_A, CHROMOSOME_B)):
+    for chromosome_class in (CHROMOSOME_A, CHROMOSOME_B):
         own = labels == chromosome_class
         count, pieces = cv2.connectedComponents((own | overlap).astype(np.uint8), connectivity=8)
-        parts = None if window.parts is None else window.parts[class_index]
-        for piece in (
-            part
-            for index in range(1, count)
-            for part in split_by_parts(pieces == index, parts, min_fragment_pixels)
-        ):
+        for index in range(1, count):
+            piece = pieces == index
             area = int(piece.sum())
             if area < min_fragment_pixels or not (own & piece).any():
                 continue

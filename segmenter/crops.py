@@ -140,10 +140,7 @@ def background_level(image: np.ndarray) -> float:
 
 
 def probabilities_to_image(
-    probabilities: np.ndarray,
-    geometry: CropGeometry,
-    image_shape: tuple[int, int],
-    nearest: bool = False,
+    probabilities: np.ndarray, geometry: CropGeometry, image_shape: tuple[int, int]
 ) -> tuple[np.ndarray, tuple[int, int, int, int]]:
     """Per-class maps ``(C, s, s)`` of one crop back in full-image coordinates.
 
@@ -151,19 +148,12 @@ def probabilities_to_image(
     enlarging) and clipped to the image. Returns ``(C, y1 - y0, x1 - x0)`` float32 and the region
     ``(x0, y0, x1, y1)`` (pixel edges, inside the image) where they belong:
     ``full[:, y0:y1, x0:x1] = maps``. The region is empty when the window misses the image.
-    ``nearest``: maps of labels (any integer dtype up to int32, kept), resized to the nearest
-    pixel's.
     """
-    if nearest:
-        probabilities = np.asarray(probabilities)
-        interpolation = cv2.INTER_NEAREST_EXACT
-    else:
-        probabilities = np.asarray(probabilities, np.float32)
+    probabilities = np.asarray(probabilities, np.float32)
     if probabilities.ndim != 3:
         raise ValueError(f"probabilities must be (C, H, W), got shape {probabilities.shape}")
     side = geometry.side
-    if not nearest:
-        interpolation = cv2.INTER_AREA if side < probabilities.shape[1] else cv2.INTER_LINEAR
+    interpolation = cv2.INTER_AREA if side < probabilities.shape[1] else cv2.INTER_LINEAR
     resized = np.stack([_resize(p, side, interpolation) for p in probabilities])
     height, width = image_shape[:2]
     x0, y0 = max(geometry.x0, 0), max(geometry.y0, 0)

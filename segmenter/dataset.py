@@ -20,7 +20,7 @@ import numpy as np
 from pipeline.core import adir, imageio
 from segmenter import crops, synthetic
 from segmenter.config import DataSettings
-from segmenter.targets import cluster_chromosomes, meet_end_to_end, window_target
+from segmenter.targets import IGNORE, cluster_chromosomes, meet_end_to_end, target_from_instances
 
 
 @dataclass
@@ -76,9 +76,9 @@ def image_crops(
     leave_out_end_to_end: bool = False,
     complete: bool = False,
     max_window: int | None = None,
-) -> tuple[Crops, int, int]:
-    """Crops of the clusters of one metaphase (``image`` normalised float32, ``labels`` K), how
-    many clusters were left out, and how many crops hold ``ignore`` pixels.
+) -> tuple[Crops, int]:
+    """Crops of the clusters of one metaphase (``image`` normalised float32, ``labels`` K), and
+    how many clusters were left out.
 
     ``ignore`` bool ``(H, W)``: pixels marked 255 (ignored) in the targets where they are
     background. ``leave_out_end_to_end``: leave out clusters in which two chromosomes touch
@@ -88,19 +88,20 @@ def image_crops(
     the cluster that reach into it.
     """
     background = crops.background_level(image)
-    images, targets, counts, left_out, touched = [], [], [], 0, 0
+    images, targets, counts, left_out = [], [], [], 0
     for box, masks in cluster_chromosomes(labels):
         if leave_out_end_to_end and len(masks) >= 2 and meet_end_to_end(masks):
             left_out += 1
             continue
+        target = target_from_instances(masks)
+        if ignore is not None:
+            target[ignore & (target == 0)] = IGNORE
         for geometry, _ in crops.windows_for_box(box, margin, max_window or math.inf):
             images.append(crops.crop_image(image, geometry, background))
-            targets.append(window_target(masks, geometry, ignore))
-            # unlabelled pieces lie beyond 2 px of every label: in the crop, always background
-            touched += ignore is not None and bool(crops.crop_labels(ignore, geometry).any())
+            targets.append(crops.crop_labels(target, geometry))
             counts.append(_reaching(masks, geometry))
     if not images:
-        return Crops.concatenate([]), left_out, touched
+        return Crops.concatenate([]), left_out
     return (
         Crops(
             np.stack(images),
@@ -109,7 +110,6 @@ def image_crops(
             np.full(len(images), complete, bool),
         ),
         left_out,
-        touched,
     )
 
 
@@ -131,9 +131,10 @@ def _prepare_image(task: tuple[adir.AdirImage, int, int, int | None]) -> Prepare
     karyotype = adir.read_karyotype(item)
     suspect = karyotype.text is not None and not karyotype.complete
     ignore = adir.unlabelled_pieces(image, labels) if suspect else None
-    cluster_crops, left_out, touched = image_crops(
+    cluster_crops, left_out = image_crops(
         image, labels, margin, ignore, karyotype.rearranged, karyotype.complete, max_window
     )
+    touched = 0 if ignore is None else int((cluster_crops.targets == IGNORE).any(axis=(1, 2)).sum())
     pieces = 0 if ignore is None else cv2.connectedComponents(ignore.astype(np.uint8))[0] - 1
     return Prepared(
         cluster_crops,

@@ -60,7 +60,7 @@ import numpy as np
 from segmenter import crops
 from segmenter.config import KINDS as KINDS  # re-exported: the kinds this module makes
 from segmenter.config import SyntheticOptions
-from segmenter.targets import OVERLAP, cluster_targets, window_target
+from segmenter.targets import IGNORE, OVERLAP, cluster_targets, target_from_instances
 
 RING_PIXELS = 3  # single-chromosome pixels this close to an overlap region are its reference
 MIN_REGION_PIXELS = 5
@@ -454,11 +454,12 @@ def make_cluster(
     sigma = rng.uniform(*options.edge_blur)
     if sigma > 0.05:
         image = cv2.GaussianBlur(image, (0, 0), sigma)
+    target = target_from_instances(stack)
+    target[first.ignore & (target == 0)] = IGNORE
     rows = np.flatnonzero(stack.any(axis=(0, 2)))
     cols = np.flatnonzero(stack.any(axis=(0, 1)))
     geometry = crops.window_for_box((cols[0], rows[0], cols[-1] + 1, rows[-1] + 1), margin)
-    target = window_target(stack, geometry, first.ignore)
-    return crops.crop_image(image, geometry, background), target
+    return crops.crop_image(image, geometry, background), crops.crop_labels(target, geometry)
 
 
 def draw_kinds(rng: np.random.Generator, options: SyntheticOptions | None = None) -> list[str]:

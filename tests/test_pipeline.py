@@ -30,21 +30,13 @@ from pipeline.run import detect_image, process_image
 from pipeline.stitch import (
     Instance,
     Window,
-    crop_parts,
     instances_from_masks,
     join_cut_pieces,
     mask_iou,
     stitch,
-    window_instances,
 )
 from pipeline.tiling import detect_tiled, tile_starts
-from segmenter.crops import (
-    CropGeometry,
-    background_level,
-    crop_image,
-    probabilities_to_image,
-    window_for_box,
-)
+from segmenter.crops import background_level, crop_image, window_for_box
 
 
 def iou(a: np.ndarray, b: np.ndarray) -> float:
@@ -157,21 +149,6 @@ def test_stitch_merges_duplicates_and_drops_fragments_and_neighbours():
     assert kept.area == 140 and kept.cluster_id == 1
     overlap_only = np.where(labels == 1, 3, 0).astype(np.uint8)
     assert stitch([window_from_labels(overlap_only, 0, 0, (0, 0, 40, 40))], (40, 40)) == []
-
-
-def test_a_gap_of_one_crop_pixel_keeps_two_chromosomes_apart_in_a_smaller_window():
-    labels = np.zeros((88, 88), np.uint8)
-    labels[20:60, 30:43] = 1  # two chromosomes of one label side by side, a crop pixel apart
-    labels[20:60, 44:57] = 1
-    probabilities = (labels[None] == np.arange(4)[:, None, None]).astype(np.float32)
-    geometry = CropGeometry(0, 0, 40)  # the crop shrunk back to a 40 px window: the gap closes
-    maps, _ = probabilities_to_image(probabilities, geometry, (100, 100))
-    parts, _ = probabilities_to_image(crop_parts(probabilities), geometry, (100, 100), True)
-    box = np.float32((0, 0, 40, 40))
-    assert len(window_instances(Window(maps, 0, 0, box, 0.9, 1), (100, 100))) == 1
-    pair = window_instances(Window(maps, 0, 0, box, 0.9, 1, parts), (100, 100))
-    assert len(pair) == 2 and abs(pair[0].area - pair[1].area) <= 20
-    assert not (pair[0].full_mask_part(0, 0, 40, 40) & pair[1].full_mask_part(0, 0, 40, 40)).any()
 
 
 def test_instances_json_decodes_back_to_the_same_masks():

@@ -46,8 +46,8 @@ class Models:
     on_cpu: bool = True  # the networks run on the CPU's cores (not a GPU)
     min_segmenter_score: float = MIN_SEGMENTER_SCORE
     min_segmenter_score_dark: float | None = None  # None: min_segmenter_score
-    scale_tolerance: float = TOLERANCE
-    scale_tolerance_dark: float | None = None  # None: scale_tolerance
+    scale_tolerance: float | tuple[float, float] = TOLERANCE  # (thinner, thicker), or both
+    scale_tolerance_dark: float | tuple[float, float] | None = None  # None: scale_tolerance
     resegment: float | None = None
     resegment_dark: float | None = None  # the dark segmenter's own, None included
 
@@ -61,10 +61,12 @@ class Models:
         segmenter's own."""
         return _own(dark, setting, self.min_segmenter_score, self.min_segmenter_score_dark)
 
-    def scale_tolerance_for(self, dark: bool, setting: float | None = None) -> float:
+    def scale_tolerance_for(
+        self, dark: bool, setting: float | None = None
+    ) -> float | tuple[float, float]:
         """The automatic scale's tolerance for an image whose chromosomes were dark (True) or
-        bright: ``setting`` (the pipeline config's ``scale_tolerance``), or where it is None the
-        segmenter's own."""
+        bright (``pipeline.scale.model_scale``): ``setting`` (the pipeline config's
+        ``scale_tolerance``, both ways), or where it is None the segmenter's own."""
         return _own(dark, setting, self.scale_tolerance, self.scale_tolerance_dark)
 
     def resegment_for(self, dark: bool) -> float | None:
@@ -79,6 +81,12 @@ def _own(dark: bool, setting: float | None, bright_value: float, dark_value: flo
     if setting is not None:
         return setting
     return dark_value if dark and dark_value is not None else bright_value
+
+
+def _tolerance(inference) -> tuple[float, float]:
+    """A segmenter's automatic-scale tolerance (thinner, thicker) from its inference settings."""
+    thick = inference.scale_tolerance_thick
+    return inference.scale_tolerance, inference.scale_tolerance if thick is None else thick
 
 
 def load_models(config: PipelineConfig, device: str | None = "cpu") -> Models:
@@ -145,8 +153,8 @@ def load_models(config: PipelineConfig, device: str | None = "cpu") -> Models:
         on_cpu=segmenter_model.device.type == "cpu",
         min_segmenter_score=segmenter_model.config.inference.min_segmenter_score,
         min_segmenter_score_dark=dark.config.inference.min_segmenter_score,
-        scale_tolerance=segmenter_model.config.inference.scale_tolerance,
-        scale_tolerance_dark=dark.config.inference.scale_tolerance,
+        scale_tolerance=_tolerance(segmenter_model.config.inference),
+        scale_tolerance_dark=_tolerance(dark.config.inference),
         resegment=segmenter_model.config.inference.resegment,
         resegment_dark=dark.config.inference.resegment,
     )

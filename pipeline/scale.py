@@ -168,22 +168,27 @@ def chromosome_width(normalised: np.ndarray) -> float | None:
 
 
 def model_scale(
-    width: float | None, reference: float = ADIR_WIDTH, tolerance: float = TOLERANCE
+    width: float | None,
+    reference: float = ADIR_WIDTH,
+    tolerance: float | tuple[float, float] = TOLERANCE,
 ) -> float:
     """The factor an image of chromosome ``width`` px is resized by so that its chromosomes are
     ``reference`` px wide, within ``SCALE_LIMITS``; 1.0 when the width is unknown or within
-    ``tolerance`` of the reference (1.0: every measured image is resized)."""
+    ``tolerance`` of the reference (1.0: every measured image is resized). ``tolerance``: one
+    factor both ways, or (thinner, thicker): chromosomes up to the first factor thinner or the
+    second thicker than the reference are taken as they are."""
     if width is None or width <= 0:
         return 1.0
+    thinner, thicker = tolerance if isinstance(tolerance, tuple) else (tolerance, tolerance)
     scale = reference / width
-    if 1 / tolerance <= scale <= tolerance:
+    if 1 / thicker <= scale <= thinner:
         return 1.0
     low, high = SCALE_LIMITS
     return float(np.clip(scale, low, high))
 
 
 def image_scale(
-    normalised: np.ndarray, setting, tolerance: float = TOLERANCE
+    normalised: np.ndarray, setting, tolerance: float | tuple[float, float] = TOLERANCE
 ) -> tuple[float, float | None]:
     """The factor both stages see an image at, and the chromosome width (px) it was measured
     from: ``setting`` itself when it is a number (width None), else ``model_scale`` (within

@@ -120,6 +120,9 @@ class InferenceSettings:
     # factor of ADIR's are seen as they are, others resized to it (pipeline.scale); 1.0: all
     # resized. The images this model is for decide it (chosen on val material)
     scale_tolerance: float = 1.3  # pipeline.scale.TOLERANCE, which a stage may not import
+    # the same for images whose chromosomes are thicker than ADIR's median (None: as
+    # scale_tolerance): shrinking such an image loses the gaps between touching chromosomes
+    scale_tolerance_thick: float | None = 1.7
     # the pipeline segments again, alone, chromosomes at least this many times the image's median
     # area, and keeps the pieces they split into (pipeline.resegment); None: never. A model that
     # cuts single chromosomes apart (at G-bands) must not (chosen on val material)

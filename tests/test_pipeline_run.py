@@ -408,7 +408,11 @@ def test_a_dark_segmenter_of_another_margin_is_refused(tmp_path):
         None,
         model={"channels": [4, 8]},
         data={"margin": 9},
-        inference={"min_segmenter_score": 0.5, "scale_tolerance": 1.1},
+        inference={
+            "min_segmenter_score": 0.5,
+            "scale_tolerance": 1.1,
+            "scale_tolerance_thick": None,
+        },
     )
     ModelFolder.save(tmp_path, build_model(config.model), config, "segmenter")
     with pytest.raises(ConfigError, match="margin"):
@@ -421,8 +425,8 @@ def test_a_dark_segmenter_of_another_margin_is_refused(tmp_path):
     assert models.min_score_for(False) == shipped.min_score_for(False) != 0.5
     assert models.min_score_for(True, 0.3) == models.min_score_for(False, 0.3) == 0.3
     # and its own tolerance of the automatic scale
-    assert models.scale_tolerance_for(True) == 1.1
-    assert models.scale_tolerance_for(False) == shipped.scale_tolerance_for(False) != 1.1
+    assert models.scale_tolerance_for(True) == (1.1, 1.1)  # no thick-side factor: as thinner
+    assert models.scale_tolerance_for(False) == shipped.scale_tolerance_for(False) == (1.3, 1.7)
     assert models.scale_tolerance_for(True, 1.0) == models.scale_tolerance_for(False, 1.0) == 1.0
 
 

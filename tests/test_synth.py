@@ -185,6 +185,10 @@ def test_model_scale_leaves_adir_like_widths_alone():
     assert model_scale(ADIR_WIDTH * 2) == pytest.approx(0.5)
     assert model_scale(ADIR_WIDTH / 2) == pytest.approx(2.0)
     assert model_scale(ADIR_WIDTH * 100) == 0.2
+    # thicker chromosomes taken as they are up to the second factor, thinner up to the first
+    assert model_scale(ADIR_WIDTH * 1.6, tolerance=(1.3, 1.7)) == 1.0
+    assert model_scale(ADIR_WIDTH * 1.6) == pytest.approx(1 / 1.6)
+    assert model_scale(ADIR_WIDTH / 1.6, tolerance=(1.3, 1.7)) == pytest.approx(1.6)
 
 
 def test_write_set_reads_back_as_adir_with_coco(tmp_path):

@@ -12,7 +12,7 @@ float32 (0 background, 1 chromosome A, 2 chromosome B, 3 overlap).
 class probability of a small piece kept (``pipeline.stitch``), where the pipeline config's
 ``stitch.min_segmenter_score`` is None.
 ``Models.scale_tolerance`` / ``scale_tolerance_dark``: the segmenters' own tolerance of the
-automatic scale (``pipeline.scale.model_scale``) for images of either polarity.
+automatic scale (thinner, thicker: ``pipeline.scale.model_scale``) for images of either polarity.
 ``Models.resegment`` / ``resegment_dark``: the segmenters' own size (times the image's median
 chromosome area) from which a chromosome is segmented again alone (``pipeline.resegment``; None:
 never).
@@ -25,6 +25,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import TypeVar
 
 import numpy as np
 
@@ -33,6 +34,8 @@ from pipeline.core.errors import ConfigError
 from pipeline.core.modelfolder import ModelFolder, describe
 from pipeline.scale import TOLERANCE
 from pipeline.stitch import MIN_SEGMENTER_SCORE
+
+T = TypeVar("T")  # a setting of either segmenter
 
 
 @dataclass
@@ -46,8 +49,8 @@ class Models:
     on_cpu: bool = True  # the networks run on the CPU's cores (not a GPU)
     min_segmenter_score: float = MIN_SEGMENTER_SCORE
     min_segmenter_score_dark: float | None = None  # None: min_segmenter_score
-    scale_tolerance: float | tuple[float, float] = TOLERANCE  # (thinner, thicker), or both
-    scale_tolerance_dark: float | tuple[float, float] | None = None  # None: scale_tolerance
+    scale_tolerance: tuple[float, float] = (TOLERANCE, TOLERANCE)  # (thinner, thicker)
+    scale_tolerance_dark: tuple[float, float] | None = None  # None: scale_tolerance
     resegment: float | None = None
     resegment_dark: float | None = None  # the dark segmenter's own, None included
 
@@ -61,13 +64,12 @@ class Models:
         segmenter's own."""
         return _own(dark, setting, self.min_segmenter_score, self.min_segmenter_score_dark)
 
-    def scale_tolerance_for(
-        self, dark: bool, setting: float | None = None
-    ) -> float | tuple[float, float]:
-        """The automatic scale's tolerance for an image whose chromosomes were dark (True) or
-        bright (``pipeline.scale.model_scale``): ``setting`` (the pipeline config's
-        ``scale_tolerance``, both ways), or where it is None the segmenter's own."""
-        return _own(dark, setting, self.scale_tolerance, self.scale_tolerance_dark)
+    def scale_tolerance_for(self, dark: bool, setting: float | None = None) -> tuple[float, float]:
+        """The automatic scale's tolerance (thinner, thicker: ``pipeline.scale.model_scale``) for
+        an image whose chromosomes were dark (True) or bright: ``setting`` both ways (the
+        pipeline config's ``scale_tolerance``), or where it is None the segmenter's own."""
+        both = None if setting is None else (setting, setting)
+        return _own(dark, both, self.scale_tolerance, self.scale_tolerance_dark)
 
     def resegment_for(self, dark: bool) -> float | None:
         """The size from which a chromosome of an image whose chromosomes were dark (True) or
@@ -75,7 +77,7 @@ class Models:
         return self.resegment_dark if dark and self.segment_dark is not None else self.resegment
 
 
-def _own(dark: bool, setting: float | None, bright_value: float, dark_value: float | None):
+def _own(dark: bool, setting: T | None, bright_value: T, dark_value: T | None) -> T:
     """``setting`` where the pipeline config sets one, else the value of the segmenter that an
     image of this polarity goes to (the bright one's where the dark one has none)."""
     if setting is not None:

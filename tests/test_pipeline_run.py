@@ -196,7 +196,9 @@ def test_each_segmenter_sets_the_tolerance_of_the_automatic_scale(tmp_path):
     folder.mkdir(parents=True)
     cv2.imwrite(str(folder / "bright.png"), metaphase(0))
     cv2.imwrite(str(folder / "dark.png"), 255 - metaphase(0))
-    models = dataclasses.replace(fake_models(), scale_tolerance=100.0, scale_tolerance_dark=1.0)
+    models = dataclasses.replace(
+        fake_models(), scale_tolerance=(100.0, 100.0), scale_tolerance_dark=(1.0, 1.0)
+    )
     jobs = find_jobs([str(tmp_path / "data")], {})
     runs = {}
     for name, setting in (("own", None), ("set", 100.0)):
@@ -427,7 +429,8 @@ def test_a_dark_segmenter_of_another_margin_is_refused(tmp_path):
     # and its own tolerance of the automatic scale
     assert models.scale_tolerance_for(True) == (1.1, 1.1)  # no thick-side factor: as thinner
     assert models.scale_tolerance_for(False) == shipped.scale_tolerance_for(False) == (1.3, 1.7)
-    assert models.scale_tolerance_for(True, 1.0) == models.scale_tolerance_for(False, 1.0) == 1.0
+    assert models.scale_tolerance_for(True, 1.0) == models.scale_tolerance_for(False, 1.0)
+    assert models.scale_tolerance_for(False, 1.0) == (1.0, 1.0)
 
 
 SHIPPED = all(

@@ -16,11 +16,14 @@ when there are fewer), and, ``--repeats`` times, alternating which goes first:
   three channels), runs it under ``torch.inference_mode`` one image at a time and writes its
   instance masks (mask > 0.5) as a 16-bit label PNG.
 
-Both processes run with ``--threads`` torch threads (default 2, this machine's cores). Each time
-is the wall time from starting the process to its exit; peak memory is the process's ``ru_maxrss``
-(``os.wait4``). ``chromoseg``'s ``run.json`` gives the seconds from process start to its first
-image (``startup_seconds``). Steady state: (N_max - N_min) / (median time at N_max - at N_min),
-per process. Prints a table and writes everything as JSON (``--json``).
+Both processes run with ``--threads`` torch threads (default 2, this machine's cores). Each time is
+the wall time from starting the process to its exit; peak memory is the largest sum of resident
+memory over the process and its worker processes (``chromoseg run`` forks one per core,
+``pipeline.forked``; sampled every 50 ms, ``benchmarks/process_memory.py``: shared pages counted in
+each process), or the process's ``ru_maxrss`` (``os.wait4``) where that is larger. ``chromoseg``'s
+``run.json`` gives the seconds from process start to its first image (``startup_seconds``). Steady
+state: (N_max - N_min) / (median time at N_max - at N_min), per process. Prints a table and writes
+everything as JSON (``--json``).
 """
 
 from __future__ import annotations
@@ -36,6 +39,8 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+
+from process_memory import TreeMemory
 
 from pipeline.core.files import write_json
 
@@ -63,7 +68,8 @@ def stage(paths: list[Path], folder: Path) -> list[Path]:
 
 
 def timed_process(command: list[str], threads: int) -> tuple[float, float]:
-    """Run ``command``; (wall seconds from start to exit, peak resident memory MiB)."""
+    """Run ``command``; (wall seconds from start to exit, peak resident memory MiB of the process
+    and its worker processes together: module docstring)."""
     env = {
         **os.environ,
         "OMP_NUM_THREADS": str(threads),
@@ -71,12 +77,13 @@ def timed_process(command: list[str], threads: int) -> tuple[float, float]:
     }
     started = time.perf_counter()
     process = subprocess.Popen(command, cwd=ROOT, env=env, stdout=subprocess.DEVNULL)
-    _, status, usage = os.wait4(process.pid, 0)
+    with TreeMemory(process.pid, interval=0.05) as memory:
+        _, status, usage = os.wait4(process.pid, 0)
     wall = time.perf_counter() - started
     process.returncode = os.waitstatus_to_exitcode(status)
     if process.returncode != 0:
         raise SystemExit(f"{command[:4]} ... failed with exit status {process.returncode}")
-    return wall, usage.ru_maxrss / 1024
+    return wall, max(usage.ru_maxrss / 1024, memory.peak_rss_mib)
 
 
 def run_chromoseg(images: list[Path], out: Path, threads: int) -> dict:

@@ -10,7 +10,8 @@ memory is its own: ``ru_maxrss`` of the child, imports and models included):
 - ``segmenter``: the shipped U-Net on all crops of the batch in the pipeline's batch size
   (crops per second, and seconds per metaphase's worth of crops);
 - ``pipeline``: the whole in-process engine (read, detect, segment, stitch, measure, write every
-  output) over the batch into a fresh folder: metaphases per second;
+  output) over the batch into a fresh folder: metaphases per second; its CPU time and peak
+  memory include its worker processes (``benchmarks/process_memory.py``);
 - ``dask``: the same batch through ``--engine dask`` on a local cluster of --dask-workers
   worker processes (1 thread each), cluster started and warmed up before timing; peak memory is
   the sum over the client and the workers;
@@ -45,6 +46,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+from process_memory import TreeMemory
 
 from pipeline.core.files import write_json
 
@@ -213,7 +215,14 @@ def measure_pipeline(spec: dict) -> dict:
         )
         assert summary.failed == 0, summary.errors
 
-    result = figures(*timed(run_all, spec["repeats"]), len(jobs))
+    def cpu_clock():  # this process and its worker processes (pipeline.forked), once ended
+        times = os.times()
+        return time.process_time() + times.children_user + times.children_system
+
+    with TreeMemory(os.getpid()) as memory:
+        result = figures(*timed(run_all, spec["repeats"], cpu_clock), len(jobs))
+    result["peak_rss_mb"] = max(peak_rss_mb(), memory.peak_rss_mib)
+    result["peak_pss_mb"] = memory.peak_pss_mib
     last = work / f"run{spec['repeats']}"
     latencies, _ = timed(lambda: process_image(jobs[0], models, config), spec["repeats"])
     start = time.perf_counter()

@@ -8,8 +8,8 @@ warm up and then ``--runs`` times, each into a fresh output folder (reading, det
 segmentation, stitching, measuring and writing every output), and prints the median wall time,
 metaphases per second, the median CPU time (a figure that other programs running on the machine
 disturb less than wall time; the load average is printed beside it), the median per-image time of
-each step (from run.json) and the peak resident memory of this process (ru_maxrss: models, images
-and outputs included).
+each step (from run.json) and the peak memory of this process and its worker processes
+(``pipeline.forked``; ``benchmarks/process_memory.py``: models, images and outputs included).
 """
 
 from __future__ import annotations
@@ -26,6 +26,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from process_memory import TreeMemory
+
 from pipeline.config import load_config
 from pipeline.core.imageio import read_image
 from pipeline.inputs import find_jobs
@@ -36,9 +38,10 @@ ROOT = Path(__file__).resolve().parent.parent
 
 
 def cpu_seconds() -> float:
-    """User + system CPU time of this process and its threads so far."""
-    usage = resource.getrusage(resource.RUSAGE_SELF)
-    return usage.ru_utime + usage.ru_stime
+    """User + system CPU time of this process, its threads and its ended worker processes
+    (``pipeline.forked``) so far."""
+    times = os.times()
+    return times.user + times.system + times.children_user + times.children_system
 
 
 def batch_folder(data: Path, count: int, folder: Path) -> None:
@@ -74,24 +77,25 @@ def main() -> int:
         height, width = read_image(jobs[0].path).shape[:2]
         walls, cpus, steps = [], [], {}
         load_before = os.getloadavg()[0]
-        for run in range(args.runs + 1):
-            out = scratch / f"out{run}"
-            started, cpu_started = time.perf_counter(), cpu_seconds()
-            summary = run_batch(jobs, models, config, out, quiet=True, workers=args.workers)
-            wall = time.perf_counter() - started
-            cpu = cpu_seconds() - cpu_started
-            if summary.failed:
-                raise SystemExit(f"{summary.failed} images failed: {summary.errors[:3]}")
-            if run == 0:
-                continue  # warm-up
-            walls.append(wall)
-            cpus.append(cpu)
-            for entry in json.loads((out / "run.json").read_text())["images"]:
-                for step, seconds in entry["seconds"].items():
-                    steps.setdefault(step, []).append(seconds)
-            shutil.rmtree(out)
+        with TreeMemory(os.getpid()) as memory:
+            for run in range(args.runs + 1):
+                out = scratch / f"out{run}"
+                started, cpu_started = time.perf_counter(), cpu_seconds()
+                summary = run_batch(jobs, models, config, out, quiet=True, workers=args.workers)
+                wall = time.perf_counter() - started
+                cpu = cpu_seconds() - cpu_started
+                if summary.failed:
+                    raise SystemExit(f"{summary.failed} images failed: {summary.errors[:3]}")
+                if run == 0:
+                    continue  # warm-up
+                walls.append(wall)
+                cpus.append(cpu)
+                for entry in json.loads((out / "run.json").read_text())["images"]:
+                    for step, seconds in entry["seconds"].items():
+                        steps.setdefault(step, []).append(seconds)
+                shutil.rmtree(out)
         chromosomes = summary.chromosomes
-    peak_mib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    peak_mib = max(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, memory.peak_rss_mib)
     median = statistics.median(walls)
     median_cpu = statistics.median(cpus)
     cores = os.cpu_count() or 1
@@ -114,6 +118,7 @@ def main() -> int:
         },
         "chromosomes_per_run": chromosomes,
         "peak_rss_mib": round(peak_mib, 1),
+        "peak_pss_mib": round(memory.peak_pss_mib, 1),
         "machine": f"{platform.machine()}, {platform.processor() or '?'}",
     }
     print(
@@ -136,7 +141,10 @@ def main() -> int:
         )
     )
     print(f"  chromosomes per run: {chromosomes}")
-    print(f"  peak memory (RSS): {peak_mib:.0f} MiB")
+    print(
+        f"  peak memory, this process and its workers: {peak_mib:.0f} MiB resident (shared pages"
+        f" counted in each), {memory.peak_pss_mib:.0f} MiB proportional (PSS)"
+    )
     if args.json:
         args.json.write_text(json.dumps(figures, indent=1) + "\n")
     return 0

@@ -57,6 +57,7 @@ class TilingSettings:
 @dataclass
 class BatchSettings:
     images: int = 8
+    processes: int | Literal["auto"] = "auto"  # worker processes (pipeline.forked)
 
 
 @dataclass

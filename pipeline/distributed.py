@@ -27,7 +27,6 @@ cluster (``--engine dask``), with the same outputs as the in-process engine.
 from __future__ import annotations
 
 import logging
-import math
 import os
 import pickle
 import threading
@@ -40,13 +39,12 @@ from functools import partial
 from pathlib import Path
 
 from pipeline.config import PipelineConfig
-from pipeline.core.errors import InputError
+from pipeline.core.errors import InputError, one_line
 from pipeline.inputs import ImageJob
 from pipeline.measure import column_names
 from pipeline.models import Models, load_models
-from pipeline.run import RunSummary, _BatchRun, assemble, one_line
+from pipeline.run import MANIFEST_EVERY_S, RunSummary, _BatchRun, assemble, group_size
 
-MANIFEST_EVERY_S = 5.0  # run.json is rewritten at most this often while images finish
 MALLOC_TRIM_KEY = "distributed.nanny.pre-spawn-environ.MALLOC_TRIM_THRESHOLD_"
 
 _models: dict[bytes, Models] = {}
@@ -118,12 +116,6 @@ def process_on_worker(
         else:
             outcomes.append(("failed", _as_given(entry["error"], job, resolved_job)))
     return outcomes
-
-
-def group_size(images: int, workers: int, batch_images: int) -> int:
-    """Images per task: the in-process batch size (``batch.images``), but small enough that every
-    worker gets at least two tasks (so that none waits idle for the last one)."""
-    return max(1, min(batch_images, math.ceil(images / (2 * max(1, workers)))))
 
 
 @contextmanager

@@ -29,11 +29,13 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import os
 import platform
 import sys
 import time
 from collections import deque
+from collections.abc import Iterator
 from concurrent.futures import Executor, Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -47,10 +49,11 @@ import numpy as np
 from pipeline import __version__, resegment
 from pipeline.config import PipelineConfig, StitchSettings, TilingSettings
 from pipeline.core.config import to_dict
-from pipeline.core.errors import InputError
+from pipeline.core.errors import InputError, one_line
 from pipeline.core.files import write_bytes, write_json
 from pipeline.core.imageio import read_image, to_grey
 from pipeline.coverage import uncovered_boxes, unsegmented_boxes, without_blobs
+from pipeline.forked import forked_outcomes, forked_processes
 from pipeline.inputs import ImageJob
 from pipeline.models import Models
 from pipeline.normalised import NormalisedImage
@@ -66,6 +69,8 @@ if TYPE_CHECKING:
 # that the extra views of its crops of 2+ chromosomes fill whole network batches
 CROPS_PER_CALL = 256
 MAPS_IN_FLIGHT = 4  # segmenter calls whose probabilities may wait to be mapped back
+
+MANIFEST_EVERY_S = 5.0  # run.json is rewritten at most this often while images finish
 
 OUTPUT_SUFFIXES = {
     "table": ".csv",
@@ -142,12 +147,6 @@ def process_age() -> float | None:
         return round(uptime - int(fields[19]) / os.sysconf("SC_CLK_TCK"), 3)
     except (OSError, ValueError, IndexError):
         return None
-
-
-def one_line(error: BaseException) -> str:
-    """An exception as one line for stderr and run.json."""
-    text = " ".join(str(error).split()) or type(error).__name__
-    return text if isinstance(error, InputError) else f"{type(error).__name__}: {text}"
 
 
 def load_image(job: ImageJob, polarity: str = "auto") -> LoadedImage:
@@ -747,11 +746,11 @@ class _BatchRun:
         except Exception as error:
             return job, error
 
-    def networks(self, loaded: list[Future], pool: Executor, progress):
+    def networks(self, loaded: list[Future], pool: Executor):
         """Detect and segment the loaded images of one batch (``load`` futures): their
-        ``Detected`` and per-image seconds; failed images are recorded. ``pool`` maps the
-        probabilities back (``segment_images``)."""
-        detected, seconds = [], []
+        ``Detected``, per-image seconds, and ``(job, exception)`` of those that failed. ``pool``
+        maps the probabilities back (``segment_images``)."""
+        detected, seconds, failed = [], [], []
         for future in loaded:
             job, image, read_seconds = future.result()
             try:
@@ -761,39 +760,49 @@ class _BatchRun:
                 detected.append(detect_image(image, self.models, self.config))
                 seconds.append({"read": read_seconds, "detect": time.perf_counter() - before})
             except Exception as error:
-                self.fail(job, error)
-                progress.update()
+                failed.append((job, error))
         counts = [len(item.boxes) for item in detected]
         before = time.perf_counter()
         segment_images(detected, self.models, self.config, pool)
         segment_seconds = time.perf_counter() - before
         for item_seconds, count in zip(seconds, counts, strict=True):
             item_seconds["segment"] = segment_seconds * count / max(1, sum(counts))
-        return detected, seconds
+        return detected, seconds, failed
 
-    def collect(self, finishing: list[Future], progress) -> None:
-        """Record the outcomes of ``finish`` futures, in order."""
-        for future in finishing:
-            job, outcome = future.result()
-            if isinstance(outcome, BaseException):
-                self.fail(job, outcome)
-            else:
-                self.succeed(job, outcome, "done")
-            progress.update()
+    def outcomes(self, batches: Iterator[list[ImageJob]], pool: Executor):
+        """``(job, record or exception)`` of every image of ``batches``, as each is done. The
+        networks run on this thread, one batch at a time, while the pool's threads read the next
+        batch. On a GPU they also map back, stitch, measure and write the previous batch
+        meanwhile; on the CPU that is done here, in order, after each batch's networks: the
+        networks use every core given to them, and a thread beside them made the 20 images of a
+        run 7 % slower on this 2-core machine (docs/results.md, "Whole processes")."""
+        beside = InlineExecutor() if self.models.on_cpu else pool
+        loading = [pool.submit(self.load, job) for job in next(batches, [])]
+        finishing: list[Future] = []
+        while loading:
+            loaded = loading
+            loading = [pool.submit(self.load, job) for job in next(batches, [])]
+            detected, seconds, failed = self.networks(loaded, beside)
+            yield from failed
+            yield from (future.result() for future in finishing)
+            finishing = [
+                beside.submit(self.finish, item, item_seconds)
+                for item, item_seconds in zip(detected, seconds, strict=True)
+            ]
+        yield from (future.result() for future in finishing)
+
+    def record(self, job: ImageJob, outcome: dict | BaseException) -> None:
+        """Record one image's outcome (``outcomes``)."""
+        if isinstance(outcome, BaseException):
+            self.fail(job, outcome)
+        else:
+            self.succeed(job, outcome, "done")
 
     def process(self, batch: list[ImageJob], pool: Executor, progress) -> None:
-        """One batch of images, start to end: load (threads), detect, segment together, finish
-        (threads)."""
-        loaded = [pool.submit(self.load, job) for job in batch]
-        detected, seconds = self.networks(loaded, pool, progress)
-        self.collect(self.start_finishing(pool, detected, seconds), progress)
-
-    def start_finishing(self, pool: Executor, detected: list[Detected], seconds: list[dict]):
-        """``finish`` futures of one batch's segmented images."""
-        return [
-            pool.submit(self.finish, item, item_seconds)
-            for item, item_seconds in zip(detected, seconds, strict=True)
-        ]
+        """One batch of images, start to end (``outcomes``), recorded."""
+        for job, outcome in self.outcomes(iter([batch]), pool):
+            self.record(job, outcome)
+            progress.update()
 
     def pending(self, resume: bool) -> list[ImageJob]:
         """The jobs still to do; with ``resume``, complete ones are recorded as resumed."""
@@ -809,29 +818,30 @@ class _BatchRun:
     def run(self, resume: bool) -> RunSummary:
         self.manifest["startup_seconds"] = process_age()  # imports and models: before any image
         todo = self.pending(resume)
-        progress = self.tqdm(
-            total=len(self.jobs), initial=self.summary.resumed, unit="image", disable=self.quiet
-        )
+        processes = forked_processes(self.config.batch.processes, self.models, len(todo))
         size = max(1, self.config.batch.images)
+        if processes > 1:
+            size = group_size(len(todo), processes, size)
         batches = [todo[first : first + size] for first in range(0, len(todo), size)]
-        # The networks run on this thread, one batch at a time, while the pool's threads read
-        # the next batch. On a GPU they also map back, stitch, measure and write the previous
-        # batch meanwhile; on the CPU that is done here, in order, after each batch's networks:
-        # the networks use every core, and a thread beside them made the 20 images of a run 7 %
-        # slower on this 2-core machine (docs/results.md, "Whole processes").
+        self.manifest["engine"] = {"name": "inprocess", "processes": processes}
         with ThreadPoolExecutor(max_workers=self.workers) as pool:
-            beside = InlineExecutor() if self.models.on_cpu else pool
-            loading = [pool.submit(self.load, job) for job in batches[0]] if batches else []
-            finishing = []
-            for index in range(len(batches)):
-                loaded = loading
-                following = batches[index + 1] if index + 1 < len(batches) else []
-                loading = [pool.submit(self.load, job) for job in following]
-                detected, seconds = self.networks(loaded, beside, progress)
-                self.collect(finishing, progress)
-                finishing = self.start_finishing(beside, detected, seconds)
-                self.write_manifest()
-            self.collect(finishing, progress)
+            if processes > 1:  # forked before any thread of this run starts
+                import pipeline.measure  # noqa: F401  (imported once, here, not in each worker)
+                import pipeline.outputs  # noqa: F401
+
+                outcomes = forked_outcomes(self, batches, processes)
+            else:
+                outcomes = self.outcomes(iter(batches), pool)
+            progress = self.tqdm(
+                total=len(self.jobs), initial=self.summary.resumed, unit="image", disable=self.quiet
+            )
+            written = time.perf_counter()
+            for job, outcome in outcomes:
+                self.record(job, outcome)
+                progress.update()
+                if time.perf_counter() - written > MANIFEST_EVERY_S:
+                    self.write_manifest()
+                    written = time.perf_counter()
         progress.close()
         from pipeline.measure import column_names
 
@@ -842,6 +852,13 @@ class _BatchRun:
         self.manifest["finished"] = datetime.now(timezone.utc).isoformat(timespec="seconds")
         self.write_manifest()
         return self.summary
+
+
+def group_size(images: int, workers: int, batch_images: int) -> int:
+    """Images per group handed to one of ``workers`` processes: the in-process batch size
+    (``batch.images``), but small enough that every worker gets at least two groups (so that
+    none waits idle for the last one)."""
+    return max(1, min(batch_images, math.ceil(images / (2 * max(1, workers)))))
 
 
 def run_batch(

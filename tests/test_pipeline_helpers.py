@@ -50,14 +50,17 @@ def fake_models(margin: int = 4) -> Models:
 
 
 def test_config(**overrides) -> dict:
-    """The default pipeline config with small batches (several U-Net calls per test), without
+    """The default pipeline config with small batches (several U-Net calls per test) shared by
+    two worker processes, without
     the rule that drops small pieces of low confidence (it is tuned to the real U-Net, while the
     fake's one-hot maps are blurred at every edge by the back-mapping alone), and at scale 1
     (the test images' bars are thinner than ADIR's chromosomes; the scale has tests of its own)."""
     overrides.setdefault("stitch", {"min_segmenter_score": 0.0})
     overrides.setdefault("scale", 1.0)
     overrides["segmenter"] = {"batch_size": 4, **overrides.get("segmenter", {})}
-    return load_config(None, batch={"images": 2}, **overrides)
+    # two forked worker processes (pipeline.forked) whatever the machine's cores
+    overrides["batch"] = {"images": 2, "processes": 2, **overrides.get("batch", {})}
+    return load_config(None, **overrides)
 
 
 test_config.__test__ = False  # a helper, not a test

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import os
 from pathlib import Path
 
 import cv2
@@ -47,9 +48,10 @@ def make_slides(folder: Path, count: int = 5) -> list[Path]:
     return paths
 
 
-def run(folder: Path, out: Path, models=None, **options):
+def run(folder: Path, out: Path, models=None, config=None, **options):
     jobs = find_jobs([str(folder)], parse_channels(options.pop("channels", [])))
-    return run_batch(jobs, models or fake_models(), test_config(), out, quiet=True, **options)
+    config = config or test_config()
+    return run_batch(jobs, models or fake_models(), config, out, quiet=True, **options)
 
 
 def test_inputs_folders_globs_files_and_what_is_skipped(tmp_path):
@@ -257,8 +259,9 @@ def test_every_bad_input_fails_alone_with_one_clear_line(tmp_path, capsys):
     assert summary.failed == len(failing) and summary.done == 4
     stderr = capsys.readouterr().err.strip().splitlines()
     assert len(stderr) == len(failing)
-    for line, name in zip(stderr, failing, strict=True):
-        assert line.startswith("chromoseg: ") and name in line
+    assert all(line.startswith("chromoseg: ") for line in stderr)
+    # worker processes report failures as they finish: one line per image, in any order
+    assert sorted(name for line in stderr for name in failing if name in line) == failing
     manifest = json.loads((tmp_path / "out" / "run.json").read_text())
     errors = {e["image"]: e["error"] for e in manifest["images"] if e["status"] == "failed"}
     assert sorted(errors) == failing
@@ -275,14 +278,21 @@ def test_every_bad_input_fails_alone_with_one_clear_line(tmp_path, capsys):
 
 
 class Interrupt:
-    """A detector that is 'killed' (KeyboardInterrupt) on its ``at``-th call."""
+    """A detector that is 'killed' on its ``at``-th call, counted over every process: by a
+    KeyboardInterrupt, or with ``exit_status`` its process ends at once (``os._exit``)."""
 
-    def __init__(self, at: int):
-        self.calls, self.at = 0, at
+    def __init__(self, at: int, exit_status: int | None = None):
+        import multiprocessing
+
+        self.calls, self.at, self.exit_status = multiprocessing.Value("i", 0), at, exit_status
 
     def __call__(self, image):
-        self.calls += 1
-        if self.calls == self.at:
+        with self.calls.get_lock():
+            self.calls.value += 1
+            killed = self.calls.value == self.at
+        if killed and self.exit_status is not None:
+            os._exit(self.exit_status)
+        if killed:
             raise KeyboardInterrupt
         return fake_models().detect(image)
 
@@ -292,8 +302,9 @@ def test_resume_after_an_interrupted_run_gives_the_same_tables(tmp_path):
     run(tmp_path / "data", tmp_path / "whole")
     killed = fake_models()
     killed.detect = Interrupt(at=4)  # batches of 2 images: the first batch is written
+    alone = test_config(batch={"processes": 1})  # Ctrl-C stops the run at once
     with pytest.raises(KeyboardInterrupt):
-        run(tmp_path / "data", tmp_path / "resumed", models=killed)
+        run(tmp_path / "data", tmp_path / "resumed", models=killed, config=alone)
     assert not (tmp_path / "resumed" / "chromosomes.csv").exists()
     summary = run(tmp_path / "data", tmp_path / "resumed", resume=True)
     assert summary.resumed == 2 and summary.done == 3
@@ -304,6 +315,23 @@ def test_resume_after_an_interrupted_run_gives_the_same_tables(tmp_path):
     assert not list((tmp_path / "resumed").rglob(".*tmp*"))
     again = run(tmp_path / "data", tmp_path / "resumed", resume=True)
     assert again.resumed == 5 and again.done == 0
+
+
+def test_a_worker_process_that_dies_loses_only_its_own_images(tmp_path, capsys):
+    make_slides(tmp_path / "data", 6)
+    run(tmp_path / "data", tmp_path / "whole")
+    killed = fake_models()
+    killed.detect = Interrupt(at=3, exit_status=3)  # one worker ends on the third detection
+    summary = run(tmp_path / "data", tmp_path / "out", models=killed)
+    assert summary.failed == 2 and summary.done == 4  # the dead worker's group of 2 images
+    assert summary.exit_code == 1
+    assert all("worker process ended (exit status 3)" in error for error in summary.errors)
+    assert len(capsys.readouterr().err.strip().splitlines()) == summary.failed
+    assert (tmp_path / "out" / "chromosomes.csv").exists()
+    again = run(tmp_path / "data", tmp_path / "out", resume=True)
+    assert again.resumed == 4 and again.done == 2
+    for name in ("chromosomes.csv", "instances.json"):
+        assert (tmp_path / "out" / name).read_bytes() == (tmp_path / "whole" / name).read_bytes()
 
 
 def test_two_runs_give_identical_outputs(tmp_path):
@@ -334,12 +362,13 @@ def test_images_are_finished_beside_the_networks_only_on_a_gpu(tmp_path, monkeyp
 
     monkeypatch.setattr(engine, "write_image_outputs", recording)
     make_slides(tmp_path / "data", 3)
-    run(tmp_path / "data", tmp_path / "cpu")
+    run(tmp_path / "data", tmp_path / "cpu")  # in two worker processes
     writers.clear()
     run(
         tmp_path / "data",
         tmp_path / "out",
         models=dataclasses.replace(fake_models(), on_cpu=on_cpu),
+        config=test_config(batch={"processes": 1}),  # this process alone
     )
     assert writers == [on_cpu] * 3
     for name in ("chromosomes.csv", "instances.json"):

@@ -16,3 +16,9 @@ class ModelError(InputError):
 
 class ConfigError(InputError):
     """A config file that cannot be used."""
+
+
+def one_line(error: BaseException) -> str:
+    """An exception as one line for stderr and run.json."""
+    text = " ".join(str(error).split()) or type(error).__name__
+    return text if isinstance(error, InputError) else f"{type(error).__name__}: {text}"

@@ -4,7 +4,8 @@
         --json benchmarks/results/against_maskrcnn.json
 
 For each N in ``--counts``: the first N metaphases (``*D.tif`` under ``--data``, sorted; cycled
-when there are fewer), and, ``--repeats`` times, alternating which goes first:
+when there are fewer), and, ``--repeats`` times, alternating which goes first (``--programs``:
+one of them alone, e.g. chromoseg at N = 100 without Mask R-CNN's minutes):
 
 - ``chromoseg``: ``python -m pipeline.cli run IMAGES --out DIR --quiet`` in a fresh process, with
   the shipped models and configs/pipeline.yaml's defaults (every output written, the report too);
@@ -20,10 +21,11 @@ Both processes run with ``--threads`` torch threads (default 2, this machine's c
 the wall time from starting the process to its exit; peak memory is the largest sum of resident
 memory over the process and its worker processes (``chromoseg run`` forks one per core,
 ``pipeline.forked``; sampled every 50 ms, ``benchmarks/process_memory.py``: shared pages counted in
-each process), or the process's ``ru_maxrss`` (``os.wait4``) where that is larger. ``chromoseg``'s
-``run.json`` gives the seconds from process start to its first image (``startup_seconds``). Steady
-state: (N_max - N_min) / (median time at N_max - at N_min), per process. Prints a table and writes
-everything as JSON (``--json``).
+each process), or the process's ``ru_maxrss`` (``os.wait4``) where that is larger; and the largest
+sum of their proportional set sizes (PSS: each shared page divided among the processes sharing it).
+``chromoseg``'s ``run.json`` gives the seconds from process start to its first image
+(``startup_seconds``). Steady state: (N_max - N_min) / (median time at N_max - at N_min), per
+process. Prints a table and writes everything as JSON (``--json``).
 """
 
 from __future__ import annotations
@@ -67,9 +69,9 @@ def stage(paths: list[Path], folder: Path) -> list[Path]:
     return links
 
 
-def timed_process(command: list[str], threads: int) -> tuple[float, float]:
-    """Run ``command``; (wall seconds from start to exit, peak resident memory MiB of the process
-    and its worker processes together: module docstring)."""
+def timed_process(command: list[str], threads: int) -> dict:
+    """Run ``command``: its wall seconds from start to exit, and the peak memory (MiB) of the
+    process and its worker processes together, resident and proportional (module docstring)."""
     env = {
         **os.environ,
         "OMP_NUM_THREADS": str(threads),
@@ -83,20 +85,23 @@ def timed_process(command: list[str], threads: int) -> tuple[float, float]:
     process.returncode = os.waitstatus_to_exitcode(status)
     if process.returncode != 0:
         raise SystemExit(f"{command[:4]} ... failed with exit status {process.returncode}")
-    return wall, max(usage.ru_maxrss / 1024, memory.peak_rss_mib)
+    return {
+        "seconds": wall,
+        "peak_mib": max(usage.ru_maxrss / 1024, memory.peak_rss_mib),
+        "peak_pss_mib": memory.peak_pss_mib,
+    }
 
 
 def run_chromoseg(images: list[Path], out: Path, threads: int) -> dict:
     command = [sys.executable, "-m", "pipeline.cli", "run", *map(str, images)]
-    wall, peak = timed_process([*command, "--out", str(out), "--quiet"], threads)
+    timed = timed_process([*command, "--out", str(out), "--quiet"], threads)
     manifest = json.loads((out / "run.json").read_text())
-    return {"seconds": wall, "peak_mib": peak, "startup_seconds": manifest["startup_seconds"]}
+    return {**timed, "startup_seconds": manifest["startup_seconds"]}
 
 
 def run_maskrcnn(images: list[Path], out: Path, threads: int) -> dict:
     command = [sys.executable, __file__, "--maskrcnn", "--out", str(out), *map(str, images)]
-    wall, peak = timed_process(command, threads)
-    return {"seconds": wall, "peak_mib": peak}
+    return timed_process(command, threads)
 
 
 def maskrcnn_main(paths: list[str], out: Path) -> int:
@@ -130,6 +135,7 @@ def summarise(runs: list[dict]) -> dict:
         "seconds": seconds,
         "median_seconds": statistics.median(seconds),
         "peak_mib": max(run["peak_mib"] for run in runs),
+        "peak_pss_mib": max(run["peak_pss_mib"] for run in runs),
     }
     if "startup_seconds" in runs[0]:
         startup = [run["startup_seconds"] for run in runs]
@@ -145,6 +151,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--threads", type=int, default=2, help="torch threads of both")
     parser.add_argument("--json", type=Path, help="write the figures here")
+    parser.add_argument(
+        "--programs",
+        nargs="+",
+        choices=("chromoseg", "maskrcnn"),
+        default=["chromoseg", "maskrcnn"],
+        help="which processes to time (default both; one alone gives no ratio)",
+    )
     parser.add_argument("--maskrcnn", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--out", type=Path, help=argparse.SUPPRESS)
     parser.add_argument("paths", nargs="*", help=argparse.SUPPRESS)
@@ -161,6 +174,7 @@ def main(argv: list[str] | None = None) -> int:
         "counts": {},
     }
     runners = {"chromoseg": run_chromoseg, "maskrcnn": run_maskrcnn}
+    runners = {name: runners[name] for name in args.programs}
     with tempfile.TemporaryDirectory() as scratch:
         for count in args.counts:
             images = stage(images_for(args.data, count), Path(scratch) / f"in{count}")
@@ -173,9 +187,10 @@ def main(argv: list[str] | None = None) -> int:
                     shutil.rmtree(out)
                     print(f"N={count} {name}: {runs[name][-1]}", flush=True)
             figures = {name: summarise(value) for name, value in runs.items()}
-            figures["maskrcnn_over_chromoseg"] = (
-                figures["maskrcnn"]["median_seconds"] / figures["chromoseg"]["median_seconds"]
-            )
+            if len(runners) == 2:
+                figures["maskrcnn_over_chromoseg"] = (
+                    figures["maskrcnn"]["median_seconds"] / figures["chromoseg"]["median_seconds"]
+                )
             results["counts"][str(count)] = figures
     low, high = min(args.counts), max(args.counts)
     if high > low:
@@ -188,20 +203,19 @@ def main(argv: list[str] | None = None) -> int:
             for name in runners
         }
     results["load_average_1min_at_end"] = os.getloadavg()[0]
-    print(f"{'N':>5} {'chromoseg s':>12} {'Mask R-CNN s':>13} {'ratio':>6} {'start-up s':>10}")
+    print(f"{'N':>5} {'program':>10} {'median s':>9} {'start-up s':>10} {'peak MiB RSS / PSS':>19}")
     for count, figures in results["counts"].items():
-        print(
-            f"{count:>5} {figures['chromoseg']['median_seconds']:12.2f} "
-            f"{figures['maskrcnn']['median_seconds']:13.2f} "
-            f"{figures['maskrcnn_over_chromoseg']:6.1f} "
-            f"{figures['chromoseg']['median_startup_seconds']:10.2f}"
-        )
-    if "steady_metaphases_per_s" in results:
-        steady = results["steady_metaphases_per_s"]
-        print(
-            f"steady state ({low} -> {high} images): chromoseg {steady['chromoseg']:.2f}, "
-            f"Mask R-CNN {steady['maskrcnn']:.3f} metaphases/s"
-        )
+        for name in runners:
+            startup = figures[name].get("median_startup_seconds")
+            print(
+                f"{count:>5} {name:>10} {figures[name]['median_seconds']:9.2f} "
+                f"{'' if startup is None else f'{startup:.2f}':>10} "
+                f"{figures[name]['peak_mib']:10.0f} / {figures[name]['peak_pss_mib']:6.0f}"
+            )
+        if "maskrcnn_over_chromoseg" in figures:
+            print(f"{count:>5} Mask R-CNN / chromoseg: {figures['maskrcnn_over_chromoseg']:.1f}x")
+    for name, rate in results.get("steady_metaphases_per_s", {}).items():
+        print(f"steady state ({low} -> {high} images): {name} {rate:.3f} metaphases/s")
     if args.json:
         write_json(args.json, results)
     return 0

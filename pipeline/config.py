@@ -44,7 +44,7 @@ class StitchSettings:
     duplicate_iou: float = 0.5
     duplicate_containment: float = 0.8
     join_iou: float | None = 0.5
-    max_thickness: float | None = 2.2  # x the median chromosome's: a nucleus (pipeline.coverage)
+    max_thickness: float | None = 1.6  # x the median chromosome's: a nucleus (pipeline.coverage)
 
 
 @dataclass

@@ -6,8 +6,9 @@ read and normalise (``load_image``), detect cluster boxes (tiled when the image 
 crops, map their class probabilities back and keep the chromosomes of each, merge duplicates and
 segment large chromosomes again alone (``segment_images``), and measure (``build_result``).
 ``run_batch`` does this for a list of images, sending the crops of ``batch.images`` images
-through the U-Net together, writes every output (``pipeline.outputs``, layout below), and
-survives bad images: each failure is one line on stderr and in ``run.json``.
+through the U-Net together (on the CPU in forked worker processes, one core each:
+``pipeline.forked``), writes every output (``pipeline.outputs``, layout below), and survives bad
+images: each failure is one line on stderr and in ``run.json``.
 
 Output folder::
 
@@ -876,7 +877,8 @@ def run_batch(
 
     ``workers`` threads read the next batch of images while the networks run on the current one
     and, where the networks run on a GPU (``Models.on_cpu`` false), stitch, measure and write the
-    previous one meanwhile.
+    previous one meanwhile. Where they run on the CPU (Linux), ``batch.processes`` forked worker
+    processes share the images, one core each (``pipeline.forked``), with the same outputs.
     """
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)

@@ -28,7 +28,7 @@ from multiprocessing.connection import wait
 
 from pipeline.core.errors import InputError, one_line
 
-MAX_PROCESSES = 8  # memory grows with each worker; beyond this, threads serve as well
+MAX_PROCESSES = 8  # each worker adds a few hundred MB of memory of its own
 
 
 class WorkerDiedError(RuntimeError):

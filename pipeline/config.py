@@ -33,6 +33,9 @@ class SegmenterSettings:
     # large chromosomes segmented again alone, at the size the segmenter's config sets
     # (inference.resegment; pipeline.resegment)
     resegment: bool = True
+    # crop windows of images whose chromosomes are bright (DAPI) whose 99.5th percentile lies
+    # below this are scaled up to it (pipeline.run.brightened); None: crops as cut
+    dim_crop_level: float | None = 0.8
 
 
 @dataclass

@@ -72,6 +72,7 @@ CROPS_PER_CALL = 256
 MAPS_IN_FLIGHT = 4  # segmenter calls whose probabilities may wait to be mapped back
 
 MANIFEST_EVERY_S = 5.0  # run.json is rewritten at most this often while images finish
+DIM_PERCENTILE = 99.5  # of a crop's values: its brightness (``brightened``)
 
 OUTPUT_SUFFIXES = {
     "table": ".csv",
@@ -315,6 +316,25 @@ def crop_pieces(
     )
 
 
+def brightened(crops: np.ndarray, level: float | None) -> np.ndarray:
+    """Crop windows ``(N, H, W)`` float32 in [0, 1] with each crop whose ``DIM_PERCENTILE``th
+    percentile lies below ``level`` scaled so that it lies at ``level`` (clipped to [0, 1]); the
+    others unchanged, to the bit. The U-Net learnt chromosomes about as bright as the brightest
+    in their image; where a bright nucleus or a bright part of the spread sets the image's
+    normalisation, the chromosomes of a dim part come out faint, and the U-Net returned few of
+    them (docs/results.md, "Dim crops brightened"). None: ``crops`` as they are."""
+    if level is None or len(crops) == 0:
+        return crops
+    tops = np.percentile(crops.reshape(len(crops), -1), DIM_PERCENTILE, axis=1)
+    dim = (tops > 0) & (tops < level)
+    if not dim.any():
+        return crops
+    crops = crops.copy()
+    gains = (level / tops[dim]).astype(np.float32)
+    crops[dim] = np.minimum(crops[dim] * gains[:, None, None], np.float32(1.0))
+    return crops
+
+
 def _chunk_pieces(
     chunk: list, probabilities: np.ndarray, stitch_config: StitchSettings, min_score: float
 ):
@@ -344,7 +364,8 @@ def segment_images(
     pool: Executor | None = None,
 ) -> None:
     """Cut, segment and map back every crop of these images, ``CROPS_PER_CALL`` crops per
-    segmenter call, adding each crop's chromosomes to its image's ``pieces`` (in box order). Images
+    segmenter call (dim crops of bright-chromosome images brightened: ``brightened``), adding
+    each crop's chromosomes to its image's ``pieces`` (in box order). Images
     whose chromosomes were dark (G-band) go through ``Models.segment_dark``. With
     ``segmenter.second_pass``, foreground that no chromosome then covers gets boxes of its own
     (``pipeline.coverage.unsegmented_boxes``, score 0), and their crops are segmented too.
@@ -458,6 +479,8 @@ def _segment_windows(
         for start in range(0, len(items), CROPS_PER_CALL):
             chunk = items[start : start + CROPS_PER_CALL]
             crops = np.stack([item.crop(index) for item, index in chunk])
+            if not dark:  # G-band crops as cut: the real G-band images' counts grew with it
+                crops = brightened(crops, config.segmenter.dim_crop_level)
             probabilities = np.asarray(segment(crops))
             future = pool.submit(
                 _chunk_pieces,

@@ -29,12 +29,15 @@ def test_dim_crops_are_scaled_to_the_level_and_the_others_kept_to_the_bit():
 
 def test_the_segmenter_sees_the_dim_bars_of_an_image_brightened(tmp_path):
     """An image whose normalisation a bright blob sets: its dim bars reach the segmenter at the
-    level; with ``dim_crop_level: null`` as faint as they are in the image."""
+    level; with ``dim_crop_level: null`` as faint as they are in the image, and so do those of
+    the same image dark on bright (G-band: crops as cut)."""
     bars = [bar_mask(SHAPE, (60 + 60 * i, 130), 70, 8, 80 + 10 * i) for i in range(3)]
     blob = bar_mask(SHAPE, (230, 40), 20, 18, 0)
-    job = write_png(tmp_path / "dim.png", paint(SHAPE, [*[(bar, 90) for bar in bars], (blob, 255)]))
+    image = paint(SHAPE, [*[(bar, 90) for bar in bars], (blob, 255)])
+    bright = write_png(tmp_path / "dim.png", image)
+    dark = write_png(tmp_path / "dim_dark.png", 255 - image)
     tops = {}
-    for level in (0.8, None):
+    for job, level in ((bright, 0.8), (bright, None), (dark, 0.8)):
         seen = []
 
         def recording(crops, seen=seen):
@@ -43,7 +46,8 @@ def test_the_segmenter_sees_the_dim_bars_of_an_image_brightened(tmp_path):
 
         models = dataclasses.replace(fake_models(), segment=recording)
         process_image(job, models, test_config(segmenter={"dim_crop_level": level}))
-        tops[level] = seen
-    assert len(tops[0.8]) >= 4 and min(tops[0.8]) >= 0.8 - 1e-6
+        tops[job.image, level] = seen
+    assert len(tops["dim.png", 0.8]) >= 4 and min(tops["dim.png", 0.8]) >= 0.8 - 1e-6
     # the bars' crops (80 of the blob's 245 grey levels above the background), and the blob's
-    assert sorted(round(top, 2) for top in tops[None]) == [0.33, 0.33, 0.33, 1.0]
+    assert sorted(round(top, 2) for top in tops["dim.png", None]) == [0.33, 0.33, 0.33, 1.0]
+    assert sorted(round(top, 2) for top in tops["dim_dark.png", 0.8]) == [0.33, 0.33, 0.33, 1.0]

@@ -35,7 +35,7 @@ class SegmenterSettings:
     resegment: bool = True
     # crop windows of images whose chromosomes are bright (DAPI) whose 99.5th percentile lies
     # below this are scaled up to it (pipeline.run.brightened); None: crops as cut
-    dim_crop_level: float | None = 0.8
+    dim_crop_level: float | None = None
 
 
 @dataclass

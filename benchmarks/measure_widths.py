@@ -89,15 +89,16 @@ def adir_widths(data: str, part: str) -> dict:
     return figures
 
 
-def shipped_tolerance(style: str) -> float:
-    """The automatic scale's tolerance for a synthetic style: that of the shipped segmenter its
-    images go to (G-band: the dark-image one)."""
+def shipped_tolerance(style: str) -> tuple[float, float]:
+    """The automatic scale's tolerance (thinner, thicker) for a synthetic style: that of the
+    shipped segmenter its images go to (G-band: the dark-image one)."""
     from pipeline.core.modelfolder import ModelFolder
+    from pipeline.models import scale_tolerance_of
     from segmenter.api import PRETRAINED, PRETRAINED_DARK, STAGE
     from segmenter.config import SegmenterConfig
 
     folder = PRETRAINED_DARK if style == "gband" else PRETRAINED
-    return ModelFolder(folder, STAGE, SegmenterConfig).config.inference.scale_tolerance
+    return scale_tolerance_of(ModelFolder(folder, STAGE, SegmenterConfig).config.inference)
 
 
 def measured_against_drawn(folder: Path) -> dict:

@@ -49,7 +49,7 @@ class Models:
     on_cpu: bool = True  # the networks run on the CPU's cores (not a GPU)
     min_segmenter_score: float = MIN_SEGMENTER_SCORE
     min_segmenter_score_dark: float | None = None  # None: min_segmenter_score
-    scale_tolerance: tuple[float, float] = (TOLERANCE, TOLERANCE)  # (thinner, thicker)
+    scale_tolerance: tuple[float, float] = TOLERANCE  # (thinner, thicker)
     scale_tolerance_dark: tuple[float, float] | None = None  # None: scale_tolerance
     resegment: float | None = None
     resegment_dark: float | None = None  # the dark segmenter's own, None included
@@ -85,7 +85,7 @@ def _own(dark: bool, setting: T | None, bright_value: T, dark_value: T | None) -
     return dark_value if dark and dark_value is not None else bright_value
 
 
-def _tolerance(inference) -> tuple[float, float]:
+def scale_tolerance_of(inference) -> tuple[float, float]:
     """A segmenter's automatic-scale tolerance (thinner, thicker) from its inference settings."""
     thick = inference.scale_tolerance_thick
     return inference.scale_tolerance, inference.scale_tolerance if thick is None else thick
@@ -155,8 +155,8 @@ def load_models(config: PipelineConfig, device: str | None = "cpu") -> Models:
         on_cpu=segmenter_model.device.type == "cpu",
         min_segmenter_score=segmenter_model.config.inference.min_segmenter_score,
         min_segmenter_score_dark=dark.config.inference.min_segmenter_score,
-        scale_tolerance=_tolerance(segmenter_model.config.inference),
-        scale_tolerance_dark=_tolerance(dark.config.inference),
+        scale_tolerance=scale_tolerance_of(segmenter_model.config.inference),
+        scale_tolerance_dark=scale_tolerance_of(dark.config.inference),
         resegment=segmenter_model.config.inference.resegment,
         resegment_dark=dark.config.inference.resegment,
     )

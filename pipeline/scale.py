@@ -46,10 +46,11 @@ import numpy as np
 from pipeline.core.imageio import otsu_foreground
 
 ADIR_WIDTH = 12.15  # px: the median over the ADIR training slides (benchmarks/measure_widths.py)
-# within this factor of the reference, images are taken as they are: ADIR itself spans 9.8-17.2 px
-# (10th-90th percentile), and both models were trained with scale augmentation covering it. Each
-# segmenter model says its own (its config's inference.scale_tolerance); this is the default
-TOLERANCE = 1.3
+# (thinner, thicker): within these factors of the reference, images are taken as they are: ADIR
+# itself spans 9.8-17.2 px (10th-90th percentile), and both models were trained with scale
+# augmentation covering it. Each segmenter model says its own (its config's
+# inference.scale_tolerance and scale_tolerance_thick); this is the default
+TOLERANCE = (1.3, 1.3)
 MIN_PIECE_PIXELS = 15
 MIN_PIECE_RATIO, MAX_PIECE_RATIO = 0.1, 4.0  # of the typical piece (``_pixel_median``)
 FINE_WIDTH = 10.0
@@ -170,16 +171,16 @@ def chromosome_width(normalised: np.ndarray) -> float | None:
 def model_scale(
     width: float | None,
     reference: float = ADIR_WIDTH,
-    tolerance: float | tuple[float, float] = TOLERANCE,
+    tolerance: tuple[float, float] = TOLERANCE,
 ) -> float:
     """The factor an image of chromosome ``width`` px is resized by so that its chromosomes are
     ``reference`` px wide, within ``SCALE_LIMITS``; 1.0 when the width is unknown or within
-    ``tolerance`` of the reference (1.0: every measured image is resized). ``tolerance``: one
-    factor both ways, or (thinner, thicker): chromosomes up to the first factor thinner or the
-    second thicker than the reference are taken as they are."""
+    ``tolerance`` (thinner, thicker) of the reference: chromosomes up to the first factor thinner
+    or the second thicker than the reference are taken as they are ((1.0, 1.0): every measured
+    image is resized)."""
     if width is None or width <= 0:
         return 1.0
-    thinner, thicker = tolerance if isinstance(tolerance, tuple) else (tolerance, tolerance)
+    thinner, thicker = tolerance
     scale = reference / width
     if 1 / thicker <= scale <= thinner:
         return 1.0
@@ -188,7 +189,7 @@ def model_scale(
 
 
 def image_scale(
-    normalised: np.ndarray, setting, tolerance: float | tuple[float, float] = TOLERANCE
+    normalised: np.ndarray, setting, tolerance: tuple[float, float] = TOLERANCE
 ) -> tuple[float, float | None]:
     """The factor both stages see an image at, and the chromosome width (px) it was measured
     from: ``setting`` itself when it is a number (width None), else ``model_scale`` (within

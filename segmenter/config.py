@@ -119,7 +119,7 @@ class InferenceSettings:
     # with the pipeline's automatic scale, images whose measured chromosome width is within this
     # factor of ADIR's are seen as they are, others resized to it (pipeline.scale); 1.0: all
     # resized. The images this model is for decide it (chosen on val material)
-    scale_tolerance: float = 1.3  # pipeline.scale.TOLERANCE, which a stage may not import
+    scale_tolerance: float = 1.3  # pipeline.scale.TOLERANCE's, which a stage may not import
     # the same for images whose chromosomes are thicker than ADIR's median (None: as
     # scale_tolerance): shrinking such an image loses the gaps between touching chromosomes
     scale_tolerance_thick: float | None = 1.7

@@ -121,6 +121,9 @@ def predict(
 
 ANGLE_BANDS = ((0, 15), (15, 30), (30, 45), (45, 90))  # degrees between two crossing chromosomes
 SIZE_BANDS = ((0, 0.3), (0.3, 0.6), (0.6, 1))  # the smaller chromosome's area over the larger's
+# an overlap's signal over a single chromosome's (overlap_contrasts): about 1 where the image shows
+# no crossing, 2 where fluorescence adds fully; the val crossing pairs' quartiles 1.24, 1.56, 1.90
+CONTRAST_BANDS = ((0, 1.25), (1.25, 1.6), (1.6, 2.0), (2.0, np.inf))
 
 
 def crossing_angles(targets: np.ndarray) -> np.ndarray:
@@ -144,9 +147,24 @@ def size_ratios(targets: np.ndarray) -> np.ndarray:
     return np.minimum(first, second) / np.maximum(np.maximum(first, second), 1)
 
 
+def overlap_contrasts(images: np.ndarray, targets: np.ndarray) -> np.ndarray:
+    """Per crop ``(N,)`` float: the mean of ``images`` ``(N, H, W)`` over the target's overlap
+    pixels over their mean over its single-chromosome pixels (A or B), each less the mean over its
+    background pixels: how much brighter the image draws a crossing than one chromosome (nan
+    without overlap, single or background pixels)."""
+    contrasts = np.full(len(targets), np.nan)
+    for index, (image, target) in enumerate(zip(images, targets, strict=True)):
+        parts = [target == 0, target == OVERLAP, (target == 1) | (target == 2)]
+        if all(part.any() for part in parts):
+            background, overlap, single = (float(image[part].mean()) for part in parts)
+            if single > background:
+                contrasts[index] = (overlap - background) / (single - background)
+    return contrasts
+
+
 def separated_by_band(values: np.ndarray, separated: np.ndarray, bands) -> dict:
     """``{"LO-HI": {"crops", "separated"}}``: the share of ``separated`` crops among those whose
-    ``values`` lie in each band (the last band includes its upper end)."""
+    ``values`` lie in each band (the last band includes its upper end; nan lies in none)."""
     top = bands[-1][1]
     return {
         f"{low}-{high}": {
@@ -162,8 +180,9 @@ def score(sets: dict, labels: dict[str, np.ndarray]) -> dict:
     """``{set name: metrics.evaluate_labels(...) with "separation": metrics.separation(...)}``
     of the predicted ``labels`` of every set that has them; sets whose every crop is a crossing
     (an overlap in each: the synthetic crossing pairs) also get ``separated_by_angle``
-    (``ANGLE_BANDS`` of ``crossing_angles``) and ``separated_by_size`` (``SIZE_BANDS`` of
-    ``size_ratios``), each ``separated_by_band``."""
+    (``ANGLE_BANDS`` of ``crossing_angles``), ``separated_by_size`` (``SIZE_BANDS`` of
+    ``size_ratios``) and ``separated_by_contrast`` (``CONTRAST_BANDS`` of ``overlap_contrasts``),
+    each ``separated_by_band``."""
     results = {}
     for name, predicted in labels.items():
         targets = sets[name][1]
@@ -176,6 +195,9 @@ def score(sets: dict, labels: dict[str, np.ndarray]) -> dict:
             )
             results[name]["separated_by_size"] = separated_by_band(
                 size_ratios(targets), separated, SIZE_BANDS
+            )
+            results[name]["separated_by_contrast"] = separated_by_band(
+                overlap_contrasts(sets[name][0], targets), separated, CONTRAST_BANDS
             )
     return results
 
@@ -209,6 +231,7 @@ def format_table(results: dict) -> str:
         for key, label in (
             ("separated_by_angle", "crossing at {} degrees"),
             ("separated_by_size", "smaller over larger area {}"),
+            ("separated_by_contrast", "overlap contrast {}"),
         ):
             for band, share in result.get(key, {}).items():
                 lines.append(

@@ -301,9 +301,17 @@ def test_crossing_separation_reported_by_angle():
     assert np.allclose(evaluate.crossing_angles(targets), [90, 0], atol=5)
     merged = np.where(targets > 0, 1, 0).astype(np.uint8)
     predicted = np.stack([upright, merged[1]])  # the plus parted, the two bars not
+    # the plus drawn as fluorescence adds (overlap twice a bar's signal), the bars as one
+    images = np.where(targets > 0, 0.5, 0.1).astype(np.float32)
+    images[0][targets[0] == OVERLAP] = 0.9
     result = evaluate.score(
-        {"synthetic_crossing": (None, targets)}, {"synthetic_crossing": predicted}
+        {"synthetic_crossing": (images, targets)}, {"synthetic_crossing": predicted}
     )
+    assert np.allclose(evaluate.overlap_contrasts(images, targets), [2.0, 1.0])
+    contrasts = result["synthetic_crossing"]["separated_by_contrast"]
+    assert contrasts["2.0-inf"] == {"crops": 1, "separated": 1.0}
+    assert contrasts["0-1.25"] == {"crops": 1, "separated": 0.0}
+    assert "overlap contrast 0-1.25 (1): separated 0.0000" in evaluate.format_table(result)
     bands = result["synthetic_crossing"]["separated_by_angle"]
     assert bands["45-90"] == {"crops": 1, "separated": 1.0}
     assert bands["0-15"] == {"crops": 1, "separated": 0.0}
@@ -317,7 +325,7 @@ def test_crossing_separation_reported_by_angle():
     # a set with a crop that holds no overlap (touching) gets no crossing breakdown
     touching = np.where(targets == OVERLAP, 1, targets).astype(np.uint8)
     mixed = np.stack([targets[0], touching[1]])
-    result = evaluate.score({"pairs": (None, mixed)}, {"pairs": mixed})
+    result = evaluate.score({"pairs": (images, mixed)}, {"pairs": mixed})
     assert "separated_by_angle" not in result["pairs"]
 
 

@@ -47,6 +47,7 @@ class StitchSettings:
     duplicate_iou: float = 0.5
     duplicate_containment: float = 0.8
     join_iou: float | None = 0.5
+    redundant_coverage: float | None = 0.9  # kept ones this covered by the rest: dropped
     max_thickness: float | None = 1.6  # x the median chromosome's: a nucleus (pipeline.coverage)
 
 

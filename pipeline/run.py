@@ -398,7 +398,11 @@ def settle(detected: Detected, stitch: StitchSettings) -> None:
     (``pipeline.stitch.merge_pieces``), blobs dropped (``pipeline.coverage.without_blobs``)."""
     detected.chromosomes = without_blobs(
         merge_pieces(
-            detected.pieces, stitch.duplicate_iou, stitch.duplicate_containment, stitch.join_iou
+            detected.pieces,
+            stitch.duplicate_iou,
+            stitch.duplicate_containment,
+            stitch.join_iou,
+            stitch.redundant_coverage,
         ),
         stitch.max_thickness,
     )

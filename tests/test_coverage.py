@@ -15,7 +15,13 @@ from pipeline.coverage import uncovered_boxes, unsegmented_boxes, without_blobs
 from pipeline.models import Models
 from pipeline.normalised import NormalisedImage
 from pipeline.run import process_image
-from pipeline.stitch import instances_from_masks, merge_duplicates
+from pipeline.stitch import (
+    in_reading_order,
+    instances_from_masks,
+    merge_duplicates,
+    merge_pieces,
+    without_covered,
+)
 
 SHAPE = (200, 260)
 WIDTH = 8  # the bars' width: the chromosome width the rule is given
@@ -157,3 +163,22 @@ def test_what_comes_back_much_thicker_than_a_chromosome_is_dropped(tmp_path):
     assert len(without_blobs(found, 2.2)) == 6
     assert len(without_blobs([*found, *instances_from_masks(nucleus[None])], 2.2)) == 6
     assert len(without_blobs(instances_from_masks(np.stack([bars[0], nucleus])), 2.2)) == 2
+
+
+def test_a_piece_kept_first_and_covered_by_chromosomes_kept_after_it_is_dropped():
+    crossing = [bar_mask(SHAPE, (130, 100), 80, WIDTH, angle) for angle in (20, 110)]
+    # the middle of the crossing, which a confused crop made one chromosome of, and was more
+    # sure of than of either chromosome: kept before them, it covers too little of each to stop
+    # them, and lies all in the two together
+    middle = np.logical_or.reduce(crossing) & disc((130, 100), 16)
+    [piece] = instances_from_masks(middle[None])
+    chromosomes = instances_from_masks(np.array(crossing))
+    chromosomes = [replace(chromosome, segmenter_score=0.8) for chromosome in chromosomes]
+    piece = replace(piece, segmenter_score=0.95)
+    kept = merge_duplicates([piece, *chromosomes])
+    assert kept == [piece, *chromosomes]
+    assert without_covered(kept) == chromosomes
+    assert merge_pieces([piece, *chromosomes]) == in_reading_order(chromosomes)
+    assert len(merge_pieces([piece, *chromosomes], redundant_coverage=None)) == 3
+    # crossing chromosomes share their middle only: both stay
+    assert without_covered(chromosomes) == chromosomes

@@ -44,6 +44,7 @@ class StitchSettings:
     min_inside_fraction: float = 0.5
     min_segmenter_score: float | None = None  # None: the segmenter model's own
     uncertain_max_pixels: int = 200
+    keep_sole_piece: bool = True  # a detector box's only piece is kept however unsure
     duplicate_iou: float = 0.5
     duplicate_containment: float = 0.8
     join_iou: float | None = 0.5

@@ -57,6 +57,15 @@ def foreground(image: NormalisedImage) -> tuple[np.ndarray, int]:
 _FOREGROUNDS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()  # images still in use
 
 
+def foreground_part(image: NormalisedImage, row0: int, col0: int, height: int, width: int):
+    """bool ``(height, width)``: the foreground (``foreground``) of the image's rows
+    ``row0:row0+height`` and columns ``col0:col0+width`` (inside the image), at full size."""
+    mask, factor = foreground(image)
+    rows = np.minimum(np.arange(row0, row0 + height) // factor, mask.shape[0] - 1)
+    cols = np.minimum(np.arange(col0, col0 + width) // factor, mask.shape[1] - 1)
+    return mask[np.ix_(rows, cols)]
+
+
 def _foreground(image: NormalisedImage) -> tuple[np.ndarray, int]:
     factor = max(1, math.ceil(max(image.shape) / MAX_SIDE))
     normalised = image.to_uint8()  # a mosaic is shrunk from 8 bits, never copied whole as float

@@ -53,7 +53,7 @@ from pipeline.core.config import to_dict
 from pipeline.core.errors import InputError, one_line
 from pipeline.core.files import write_bytes, write_json
 from pipeline.core.imageio import read_image, to_grey
-from pipeline.coverage import uncovered_boxes, unsegmented_boxes, without_blobs
+from pipeline.coverage import foreground_part, uncovered_boxes, unsegmented_boxes, without_blobs
 from pipeline.forked import forked_outcomes, forked_processes
 from pipeline.inputs import ImageJob
 from pipeline.models import Models
@@ -291,7 +291,8 @@ def crop_pieces(
     """The chromosomes in crop ``index`` of an image, from its class probabilities
     ``(4, 88, 88)`` resized back to the crop's window (``pipeline.stitch.window_instances``; the
     config's piece sizes are pixels at the models' scale, turned into the image's here; small
-    pieces scoring below ``min_segmenter_score`` are dropped)."""
+    pieces scoring below ``min_segmenter_score`` are dropped, unless one is a detector box's only
+    piece, in the image's foreground, and ``stitch.keep_sole_piece`` keeps it)."""
     shape = detected.image.normalised.shape
     geometry = detected.geometries[index]
     maps, (x0, y0, x1, y1) = probabilities_to_image(probabilities, geometry, shape)
@@ -313,6 +314,8 @@ def crop_pieces(
         stitch_config.min_inside_fraction,
         min_segmenter_score,
         round(stitch_config.uncertain_max_pixels * area),
+        stitch_config.keep_sole_piece,
+        lambda: foreground_part(detected.image.normalised, y0, x0, y1 - y0, x1 - x0),
     )
 
 

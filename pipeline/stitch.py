@@ -12,7 +12,13 @@ the image (``segmenter.crops`` does the geometry). Within a window, after the ar
   its mean class probability (``segmenter_score``) is below ``min_segmenter_score`` (the
   pipeline takes the segmenter's own: 0.7 for the shipped DAPI one, 0.9 for the G-band one): a
   small piece the U-Net is unsure of is a fragment, while a chromosome-sized one is kept however
-  unsure (dropping it would lose a chromosome, or a whole cluster);
+  unsure (dropping it would lose a chromosome, or a whole cluster). With ``keep_sole_piece``
+  (default), a window of a detector box (``detector_score`` above 0) that would keep no piece
+  keeps its largest unsure one that lies mostly inside the box and at least
+  ``SOLE_PIECE_FOREGROUND`` in the image's foreground (where the caller gives it): the detector
+  found a chromosome there, most often a small one the U-Net is unsure of, and the image shows
+  something there (a faint smudge the detector boxed does not count). Boxes the pipeline adds
+  around foreground the detector missed (score 0) get no such trust;
 - a piece that touches an edge of the crop lying inside the image is *cut*: the chromosome may go
   on beyond the crop. A cut piece with less than ``min_inside_fraction`` (default 0.5) of its
   pixels inside its detector box is dropped: it is a neighbour caught in the crop's margin, found
@@ -46,6 +52,7 @@ memory grows with the number of chromosomes, not with the image size.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 
 import cv2
@@ -61,6 +68,9 @@ JOIN_IOU = 0.5
 CUT_BAND = 3 / 88  # of the window's side: 3 of the U-Net's 88 pixels
 MIN_SEGMENTER_SCORE = 0.9  # with UNCERTAIN_MAX_PIXELS: chosen on the val slides (see
 UNCERTAIN_MAX_PIXELS = 200  # configs/pipeline.yaml)
+# share of a box's only, unsure piece in the image's foreground for it to be kept: on the val
+# sets the small chromosomes kept so had 0.14 and more, the faint smudges none
+SOLE_PIECE_FOREGROUND = 0.1
 
 
 @dataclass(frozen=True)
@@ -154,8 +164,12 @@ def window_instances(
     min_inside_fraction: float = MIN_INSIDE_FRACTION,
     min_segmenter_score: float = MIN_SEGMENTER_SCORE,
     uncertain_max_pixels: int = UNCERTAIN_MAX_PIXELS,
+    keep_sole_piece: bool = True,
+    foreground: Callable[[], np.ndarray] | None = None,
 ) -> list[Instance]:
-    """The chromosomes of one window (see the module docstring for the rules)."""
+    """The chromosomes of one window (see the module docstring for the rules). ``foreground``:
+    gives bool ``(h, w)``, the window's pixels in the image's foreground, asked for only when a
+    box's only piece is unsure (None: not checked)."""
     probabilities = window.probabilities
     labels = probabilities.argmax(axis=0)
     confidence = probabilities.max(axis=0)
@@ -179,7 +193,7 @@ def window_instances(
         window.row0 + height - bottom,
     )
     overlap = labels == OVERLAP
-    out = []
+    kept, unsure = [], []  # (piece, score, whole)
     for chromosome_class in (CHROMOSOME_A, CHROMOSOME_B):
         own = labels == chromosome_class
         count, pieces = cv2.connectedComponents((own | overlap).astype(np.uint8), connectivity=8)
@@ -189,24 +203,33 @@ def window_instances(
             if area < min_fragment_pixels or not (own & piece).any():
                 continue
             whole = not (piece & cut_edge).any()
-            if not whole and (piece & inside).sum() < min_inside_fraction * area:
+            inside_pixels = int((piece & inside).sum())
+            if not whole and inside_pixels < min_inside_fraction * area:
                 continue
             score = float(confidence[piece].mean())
-            if score < min_segmenter_score and area < uncertain_max_pixels:
-                continue
-            row0, col0, cropped = tight(piece, window.row0, window.col0)
-            out.append(
-                Instance(
-                    row0=row0,
-                    col0=col0,
-                    mask=cropped,
-                    cluster_id=window.cluster_id,
-                    detector_score=float(window.detector_score),
-                    segmenter_score=score,
-                    complete=whole,
-                    seen=seen,
-                )
+            if score >= min_segmenter_score or area >= uncertain_max_pixels:
+                kept.append((piece, score, whole))
+            elif 2 * inside_pixels >= area:
+                unsure.append((piece, score, whole))
+    if keep_sole_piece and not kept and unsure and window.detector_score > 0:
+        piece = max(unsure, key=lambda entry: entry[0].sum())
+        if foreground is None or foreground()[piece[0]].mean() >= SOLE_PIECE_FOREGROUND:
+            kept.append(piece)
+    out = []
+    for piece, score, whole in kept:
+        row0, col0, cropped = tight(piece, window.row0, window.col0)
+        out.append(
+            Instance(
+                row0=row0,
+                col0=col0,
+                mask=cropped,
+                cluster_id=window.cluster_id,
+                detector_score=float(window.detector_score),
+                segmenter_score=score,
+                complete=whole,
+                seen=seen,
             )
+        )
     return out
 
 
@@ -439,6 +462,7 @@ def stitch(
     min_inside_fraction: float = MIN_INSIDE_FRACTION,
     min_segmenter_score: float = MIN_SEGMENTER_SCORE,
     uncertain_max_pixels: int = UNCERTAIN_MAX_PIXELS,
+    keep_sole_piece: bool = True,
     duplicate_iou: float = DUPLICATE_IOU,
     duplicate_containment: float = DUPLICATE_CONTAINMENT,
     join_iou: float | None = JOIN_IOU,
@@ -456,6 +480,7 @@ def stitch(
             min_inside_fraction,
             min_segmenter_score,
             uncertain_max_pixels,
+            keep_sole_piece,
         )
     ]
     return merge_pieces(pieces, duplicate_iou, duplicate_containment, join_iou, redundant_coverage)

@@ -34,6 +34,7 @@ from pipeline.stitch import (
     join_cut_pieces,
     mask_iou,
     stitch,
+    window_instances,
 )
 from pipeline.tiling import detect_tiled, tile_starts
 from segmenter.crops import background_level, crop_image, window_for_box
@@ -149,6 +150,35 @@ def test_stitch_merges_duplicates_and_drops_fragments_and_neighbours():
     assert kept.area == 140 and kept.cluster_id == 1
     overlap_only = np.where(labels == 1, 3, 0).astype(np.uint8)
     assert stitch([window_from_labels(overlap_only, 0, 0, (0, 0, 40, 40))], (40, 40)) == []
+
+
+def test_a_detector_box_keeps_its_only_piece_however_unsure():
+    """A small piece the U-Net is unsure of is dropped, unless it is the only piece of a box the
+    detector found (score above 0) and lies mostly inside it."""
+    labels = np.zeros((40, 40), np.uint8)
+    labels[15:25, 17:23] = 2  # a small chromosome, 60 pixels
+    box = (215, 113, 225, 127)
+    unsure = window_from_labels(labels, 100, 200, box)
+    probabilities = 0.4 * unsure.probabilities + 0.15  # the piece's class at 0.55
+    unsure = Window(probabilities, 100, 200, unsure.box, 0.8, 1)
+    settings = {"min_segmenter_score": 0.9, "uncertain_max_pixels": 200}
+    [kept] = stitch([unsure], (1000, 1000), **settings)
+    assert kept.area == 60 and kept.segmenter_score == pytest.approx(0.55)
+    assert stitch([unsure], (1000, 1000), **settings, keep_sole_piece=False) == []
+    rules = (20, 0.5, 0.9, 200, True)  # fragments, inside share, score, unsure size, sole piece
+    shown = labels == 2
+    assert len(window_instances(unsure, (1000, 1000), *rules, lambda: shown)) == 1
+    unseen = np.zeros_like(shown)  # the image's foreground misses it: a faint smudge
+    assert window_instances(unsure, (1000, 1000), *rules, lambda: unseen) == []
+    added = Window(probabilities, 100, 200, unsure.box, 0.0, 1)  # a box around uncovered foreground
+    assert stitch([added], (1000, 1000), **settings) == []
+    elsewhere = Window(probabilities, 100, 200, np.float32((200, 100, 210, 110)), 0.8, 1)
+    assert stitch([elsewhere], (1000, 1000), **settings) == []  # not in its box
+    labels[30:38, 2:38] = 1  # a confident neighbour in the same window: the unsure piece goes
+    confident = window_from_labels(labels, 100, 200, box)
+    mixed = np.where(labels == 2, probabilities, confident.probabilities)
+    [neighbour] = stitch([Window(mixed, 100, 200, confident.box, 0.8, 1)], (1000, 1000), **settings)
+    assert neighbour.area == 8 * 36
 
 
 def test_instances_json_decodes_back_to_the_same_masks():

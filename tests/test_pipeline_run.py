@@ -165,7 +165,7 @@ def test_images_with_dark_chromosomes_go_to_the_dark_segmenter(tmp_path):
 def test_each_segmenter_keeps_small_pieces_by_its_own_score(tmp_path):
     """Small pieces scoring below the segmenter's own ``min_segmenter_score`` are dropped: the
     dark-image segmenter's for the inverted metaphase, the other's for the bright one, unless the
-    pipeline config sets one score for both."""
+    pipeline config sets one score for both (a box's only piece kept however unsure is off)."""
     folder = tmp_path / "data" / "slide"
     folder.mkdir(parents=True)
     cv2.imwrite(str(folder / "bright.png"), metaphase(0))
@@ -176,7 +176,11 @@ def test_each_segmenter_keeps_small_pieces_by_its_own_score(tmp_path):
     jobs = find_jobs([str(tmp_path / "data")], {})
     counts = {}
     for name, score in (("own", None), ("set", 0.0)):
-        stitch = {"uncertain_max_pixels": 10**6, "min_segmenter_score": score}  # every piece small
+        stitch = {  # every piece small
+            "uncertain_max_pixels": 10**6,
+            "min_segmenter_score": score,
+            "keep_sole_piece": False,
+        }
         run_batch(jobs, models, test_config(stitch=stitch), tmp_path / name, quiet=True)
         table = pd.read_csv(tmp_path / name / "chromosomes.csv")
         counts[name] = table["image"].value_counts().to_dict()

@@ -50,6 +50,7 @@ class StitchSettings:
     join_iou: float | None = 0.5
     redundant_coverage: float | None = 0.9  # kept ones this covered by the rest: dropped
     max_thickness: float | None = 1.6  # x the median chromosome's: a nucleus (pipeline.coverage)
+    max_surround: float | None = None  # surroundings this bright, of its own: in a nucleus (ditto)
 
 
 @dataclass

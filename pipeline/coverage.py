@@ -23,7 +23,9 @@ thicker than where two cross.
   left out (docs/results.md).
 
 And after stitching, ``without_blobs`` drops what came back much thicker than the chromosomes
-found (pipeline setting ``stitch.max_thickness``, times their median thickness).
+found (pipeline setting ``stitch.max_thickness``, times their median thickness), and
+``without_enclosed`` what lies inside an interphase nucleus: a chromosome whose surroundings no
+other chromosome covers are about as bright as itself (pipeline setting ``stitch.max_surround``).
 """
 
 from __future__ import annotations
@@ -97,6 +99,38 @@ def without_blobs(chromosomes: list, thickness: float | None) -> list:
     thick = np.array([_thickness(item.mask) for item in chromosomes])
     limit = thickness * np.median(thick)
     return [item for item, value in zip(chromosomes, thick, strict=True) if value < limit]
+
+
+def without_enclosed(chromosomes: list, image: NormalisedImage, surround: float | None) -> list:
+    """``chromosomes`` (``pipeline.stitch.Instance``) less those lying inside an interphase
+    nucleus (None: none dropped): whose surroundings (the pixels within their median thickness
+    of them that no chromosome covers) are, over the image's background level, at least
+    ``surround`` times as bright as they are (medians). A chromosome's surroundings are
+    background or other chromosomes; a piece of a nucleus that the U-Net took for one is
+    surrounded by the rest of the nucleus, as bright as itself. Fewer than ``MIN_FOR_MEDIAN``
+    chromosomes: none dropped."""
+    if surround is None or len(chromosomes) < MIN_FOR_MEDIAN:
+        return chromosomes
+    radius = max(1, round(np.median([_thickness(item.mask) for item in chromosomes])))
+    disc = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * radius + 1, 2 * radius + 1))
+    background = image.background()
+    boxes = np.array([item.box for item in chromosomes])
+    height, width = image.shape
+    kept = []
+    for item in chromosomes:
+        x0, y0, x1, y1 = item.box
+        x0, y0 = max(x0 - radius, 0), max(y0 - radius, 0)
+        x1, y1 = min(x1 + radius, width), min(y1 + radius, height)
+        near = (boxes[:, 0] < x1) & (boxes[:, 2] > x0) & (boxes[:, 1] < y1) & (boxes[:, 3] > y0)
+        covered = np.zeros((y1 - y0, x1 - x0), bool)
+        for index in np.flatnonzero(near):
+            covered |= chromosomes[index].full_mask_part(x0, y0, x1, y1)
+        own = item.full_mask_part(x0, y0, x1, y1)
+        around = cv2.dilate(own.astype(np.uint8), disc).astype(bool) & ~covered
+        values = image[y0:y1, x0:x1] - background
+        if not around.any() or np.median(values[around]) < surround * np.median(values[own]):
+            kept.append(item)
+    return kept
 
 
 def _boxes(found: list, factor: int, shape: tuple[int, int]) -> np.ndarray:

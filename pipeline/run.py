@@ -53,7 +53,13 @@ from pipeline.core.config import to_dict
 from pipeline.core.errors import InputError, one_line
 from pipeline.core.files import write_bytes, write_json
 from pipeline.core.imageio import read_image, to_grey
-from pipeline.coverage import foreground_part, uncovered_boxes, unsegmented_boxes, without_blobs
+from pipeline.coverage import (
+    foreground_part,
+    uncovered_boxes,
+    unsegmented_boxes,
+    without_blobs,
+    without_enclosed,
+)
 from pipeline.forked import forked_outcomes, forked_processes
 from pipeline.inputs import ImageJob
 from pipeline.models import Models
@@ -398,16 +404,18 @@ def segment_images(
 
 def settle(detected: Detected, stitch: StitchSettings) -> None:
     """``detected.chromosomes`` from its ``pieces``: duplicates merged, parts joined
-    (``pipeline.stitch.merge_pieces``), blobs dropped (``pipeline.coverage.without_blobs``)."""
-    detected.chromosomes = without_blobs(
-        merge_pieces(
-            detected.pieces,
-            stitch.duplicate_iou,
-            stitch.duplicate_containment,
-            stitch.join_iou,
-            stitch.redundant_coverage,
-        ),
-        stitch.max_thickness,
+    (``pipeline.stitch.merge_pieces``), blobs and pieces of nuclei dropped
+    (``pipeline.coverage.without_blobs``, ``without_enclosed``)."""
+    chromosomes = merge_pieces(
+        detected.pieces,
+        stitch.duplicate_iou,
+        stitch.duplicate_containment,
+        stitch.join_iou,
+        stitch.redundant_coverage,
+    )
+    chromosomes = without_blobs(chromosomes, stitch.max_thickness)
+    detected.chromosomes = without_enclosed(
+        chromosomes, detected.image.normalised, stitch.max_surround
     )
 
 

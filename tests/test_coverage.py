@@ -8,10 +8,15 @@ from dataclasses import replace
 
 import numpy as np
 from test_pipeline import write_png
-from test_pipeline_helpers import DIM, bar_mask, fake_models, paint, test_config
+from test_pipeline_helpers import BRIGHT, DIM, bar_mask, fake_models, paint, test_config
 
 from pipeline import coverage
-from pipeline.coverage import uncovered_boxes, unsegmented_boxes, without_blobs
+from pipeline.coverage import (
+    uncovered_boxes,
+    unsegmented_boxes,
+    without_blobs,
+    without_enclosed,
+)
 from pipeline.models import Models
 from pipeline.normalised import NormalisedImage
 from pipeline.run import process_image
@@ -163,6 +168,25 @@ def test_what_comes_back_much_thicker_than_a_chromosome_is_dropped(tmp_path):
     assert len(without_blobs(found, 2.2)) == 6
     assert len(without_blobs([*found, *instances_from_masks(nucleus[None])], 2.2)) == 6
     assert len(without_blobs(instances_from_masks(np.stack([bars[0], nucleus])), 2.2)) == 2
+
+
+def test_a_piece_of_a_nucleus_is_dropped_and_chromosomes_beside_it_stay():
+    """What lies inside a nucleus (its surroundings that no chromosome covers as bright as
+    itself) is dropped; a chromosome lying over the nucleus (brighter than it: surroundings 0.39
+    of its brightness, over the background) and two touching side by side (each covers the
+    other's side) stay; null keeps everything, and so do fewer than five chromosomes."""
+    nucleus = disc((180, 100), 45)
+    inside = bar_mask(SHAPE, (180, 100), 40, WIDTH, 20)
+    over_nucleus = bar_mask(SHAPE, (180, 130), 40, WIDTH, 0)
+    touching = [bar_mask(SHAPE, (40 + WIDTH * k, 60), 60, WIDTH, 90) for k in range(2)]
+    apart = [bar_mask(SHAPE, (40 + 30 * k, 160), 40, WIDTH, 0) for k in range(2)]
+    bars = [*touching, *apart, over_nucleus]
+    image = NormalisedImage(paint(SHAPE, [(nucleus, DIM), *[(bar, BRIGHT) for bar in bars]]))
+    chromosomes = instances_from_masks(np.array([*bars, inside]))
+    assert without_enclosed(chromosomes, image, 0.6) == chromosomes[:5]
+    assert without_enclosed(chromosomes, image, 0.3) == chromosomes[:4]
+    assert without_enclosed(chromosomes, image, None) == chromosomes
+    assert without_enclosed(chromosomes[3:], image, 0.6) == chromosomes[3:]
 
 
 def test_a_piece_kept_first_and_covered_by_chromosomes_kept_after_it_is_dropped():
